@@ -1,0 +1,234 @@
+"""efficient-kan (Blealtan's ``KANLinear``) behind the adapter interface.
+
+efficient-kan is not on PyPI. The original package ``efficient_kan`` is used when it is
+importable; otherwise the layer comes from PyPI ``ikan`` (``ikan/KAN.py``), which carries the
+same ``KANLinear`` code with smaller default scales. Either way the layer is built with
+efficient-kan's own defaults passed explicitly, so both providers build the same model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import nn
+
+from adapters.base import (
+    Adapter,
+    AdapterError,
+    AdapterUnavailableError,
+    ModelSpec,
+    isolated_rng,
+    package_version,
+)
+
+INSTALL_HINT = (
+    "install the original with 'pip install git+https://github.com/Blealtan/efficient-kan' "
+    "or the PyPI fallback with 'pip install ikan'"
+)
+
+# efficient-kan's KANLinear defaults (ikan's differ: scale_noise=0.01, scale_base=0.3,
+# scale_spline=0.1); grid size, order, activation and range come from the ModelSpec.
+EFFICIENT_KAN_DEFAULTS: dict[str, object] = {
+    "scale_noise": 0.1,
+    "scale_base": 1.0,
+    "scale_spline": 1.0,
+    "enable_standalone_scale_spline": True,
+    "grid_eps": 0.02,
+}
+
+# Private module name for ikan/KAN.py loaded on its own (see _load_ikan_kan).
+_IKAN_STANDALONE = "_kanbench_ikan_KAN"
+
+
+@dataclass(frozen=True)
+class _Provider:
+    name: str
+    version: str
+    layer_cls: type[nn.Module]
+
+
+def _load_ikan_kan() -> ModuleType:
+    """ikan's ``KAN.py`` module, without executing the ``ikan`` package ``__init__``.
+
+    Importing the package runs ``ikan/GroupKAN.py``, which calls ``os.chdir`` into
+    site-packages and prints the new cwd, and pulls in triton and timm (about 1.5 s; on a
+    CPU-only torch without triton the import fails outright). ``KAN.py`` itself only needs
+    torch and torchinfo, so it is loaded from the installed file under a private name. If
+    something already imported ``ikan``, that module is reused.
+    """
+    if "ikan.KAN" in sys.modules:
+        return sys.modules["ikan.KAN"]
+    if _IKAN_STANDALONE in sys.modules:
+        return sys.modules[_IKAN_STANDALONE]
+    spec = importlib.util.find_spec("ikan")  # a top-level spec: the package is not executed
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("No module named 'ikan'")
+    path = Path(next(iter(spec.submodule_search_locations))) / "KAN.py"
+    file_spec = importlib.util.spec_from_file_location(_IKAN_STANDALONE, path)
+    if file_spec is None or file_spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(file_spec)
+    # Registered so that classes pickle within this process (state_dict works everywhere).
+    sys.modules[_IKAN_STANDALONE] = module
+    try:
+        file_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[_IKAN_STANDALONE]
+        raise
+    return module
+
+
+class EfficientKANNet(nn.Module):
+    """One ``KANLinear`` per consecutive width pair."""
+
+    def __init__(self, layers: list[nn.Module]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            # KANLinear reshapes with .view, which needs contiguous input.
+            x = layer(x.contiguous())
+        return x
+
+
+class EfficientKANAdapter(Adapter):
+    """efficient-kan's ``KANLinear`` stacked into a network.
+
+    Containment decisions:
+
+    * The provider (original ``efficient_kan`` first, else ``ikan``) is chosen once per adapter
+      instance and cached; :meth:`provenance` names it.
+    * ``ikan``'s package import changes the process cwd and prints; only its ``KAN.py`` is
+      loaded (see :func:`_load_ikan_kan`).
+    * Every layer gets efficient-kan's defaults explicitly (:data:`EFFICIENT_KAN_DEFAULTS`),
+      never the provider's own defaults.
+    * Initialisation draws from the global torch RNG, so it runs inside :func:`isolated_rng`.
+
+    Trainable per layer: ``base_weight`` (out, in), ``spline_weight`` (out, in, G+k) and
+    ``spline_scaler`` (out, in); ``grid`` is a buffer.
+    """
+
+    name = "efficient_kan"
+    family = "kan"
+
+    def __init__(self) -> None:
+        self._provider: _Provider | None = None
+        self._failure: str | None = None
+
+    # -- availability and provenance -------------------------------------------------------
+    def _resolve(self) -> _Provider:
+        # Decided once: a run must not switch providers half way (resolution is idempotent,
+        # so a race between threads only repeats it).
+        if self._provider is None and self._failure is None:
+            errors = []
+            try:
+                from efficient_kan import KANLinear
+
+                version = package_version("efficient-kan") or package_version("efficient_kan")
+                self._provider = _Provider("efficient_kan", version or "unknown", KANLinear)
+            except Exception as exc:
+                errors.append(f"efficient_kan: {type(exc).__name__}: {exc}")
+            if self._provider is None:
+                try:
+                    layer_cls = _load_ikan_kan().KANLinear
+                    version = package_version("ikan") or "unknown"
+                    self._provider = _Provider("ikan", version, layer_cls)
+                except Exception as exc:
+                    errors.append(f"ikan: {type(exc).__name__}: {exc}")
+            if self._provider is None:
+                self._failure = (
+                    "neither the original efficient-kan nor ikan can be imported ("
+                    + "; ".join(errors)
+                    + f"); {INSTALL_HINT}"
+                )
+        if self._provider is None:
+            raise AdapterUnavailableError(f"adapter '{self.name}' cannot run: {self._failure}")
+        return self._provider
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            self._resolve()
+        except AdapterUnavailableError:
+            return self._failure
+        return None
+
+    def provenance(self) -> dict[str, str]:
+        try:
+            provider = self._resolve()
+        except AdapterUnavailableError:
+            return {"provider": "unavailable", "version": "unknown"}
+        return {"provider": provider.name, "version": provider.version}
+
+    # -- building and counting -------------------------------------------------------------
+    def _activation(self, spec: ModelSpec) -> type[nn.Module]:
+        from adapters.mlp import ACTIVATIONS
+
+        try:
+            return ACTIVATIONS[spec.activation]
+        except KeyError:
+            raise AdapterError(
+                f"efficient_kan: unknown activation '{spec.activation}'; "
+                f"expected one of {', '.join(sorted(ACTIVATIONS))}"
+            ) from None
+
+    def build(self, spec, in_dim, out_dim, seed, device="cpu", dtype=torch.float32):
+        self.check_options(spec)
+        activation = self._activation(spec)
+        layer_cls = self._resolve().layer_cls
+        widths = spec.widths(in_dim, out_dim)
+        with isolated_rng(seed):
+            layers = [
+                layer_cls(
+                    a,
+                    b,
+                    grid_size=spec.grid,
+                    spline_order=spec.k,
+                    base_activation=activation,
+                    grid_range=list(spec.grid_range),
+                    **EFFICIENT_KAN_DEFAULTS,
+                )
+                for a, b in zip(widths[:-1], widths[1:])
+            ]
+        return EfficientKANNet(layers).to(device=device, dtype=dtype)
+
+    def param_count(self, spec: ModelSpec, in_dim: int, out_dim: int) -> int:
+        """Sum over layers of ``n_in*n_out*(G+k+2)``: spline_weight (G+k per edge) plus
+        base_weight and spline_scaler (one each per edge)."""
+        self.check_options(spec)
+        widths = spec.widths(in_dim, out_dim)
+        return sum(a * b * (spec.grid + spec.k + 2) for a, b in zip(widths[:-1], widths[1:]))
+
+    # -- instrumentation -------------------------------------------------------------------
+    @staticmethod
+    def _layers(model: nn.Module) -> list[nn.Module]:
+        if not isinstance(model, EfficientKANNet):
+            raise AdapterError(f"efficient_kan: expected an EfficientKANNet, got {type(model)}")
+        return list(model.layers)
+
+    def spline_coefficients(self, model):
+        """Each layer's raw ``spline_weight`` (out, in, G+k).
+
+        The effective coefficients are ``spline_weight * spline_scaler[..., None]``; the raw
+        tensor is returned because it is the parameter a shock can perturb in place.
+        """
+        return [layer.spline_weight for layer in self._layers(model)]
+
+    def regularization(self, model):
+        """efficient-kan's ``regularization_loss()`` summed over layers: the L1 of the mean
+        absolute spline weight per edge plus the entropy of its distribution (weights 1, 1)."""
+        return sum(layer.regularization_loss() for layer in self._layers(model))
+
+    def update_grid(self, model, x):
+        """Each layer refits its grid to the activations reaching it, then passes them on."""
+        with torch.no_grad():
+            for layer in self._layers(model):
+                x = x.contiguous()
+                layer.update_grid(x)
+                x = layer(x)
+        return True

@@ -1,0 +1,58 @@
+"""Multilayer perceptron baseline: Linear layers with one activation, none on the output."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from adapters.base import Adapter, AdapterError, ModelSpec, isolated_rng
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "silu": nn.SiLU,
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+}
+
+
+class MLPAdapter(Adapter):
+    name = "mlp"
+    family = "mlp"
+
+    def _activation(self, spec: ModelSpec) -> type[nn.Module]:
+        try:
+            return ACTIVATIONS[spec.activation]
+        except KeyError:
+            raise AdapterError(
+                f"mlp: unknown activation '{spec.activation}'; "
+                f"expected one of {', '.join(sorted(ACTIVATIONS))}"
+            ) from None
+
+    def build(self, spec, in_dim, out_dim, seed, device="cpu", dtype=torch.float32):
+        self.check_options(spec)
+        act = self._activation(spec)
+        widths = spec.widths(in_dim, out_dim)
+        layers: list[nn.Module] = []
+        with isolated_rng(seed):
+            for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+                layers.append(nn.Linear(a, b))
+                if i < len(widths) - 2:
+                    layers.append(act())
+            model = nn.Sequential(*layers)
+        return model.to(device=device, dtype=dtype)
+
+    def param_count(self, spec, in_dim, out_dim):
+        widths = spec.widths(in_dim, out_dim)
+        return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+
+    def flops_per_sample(self, spec, in_dim, out_dim):
+        # 2 FLOPs per multiply-add plus the bias add; activations counted as 1 FLOP per unit.
+        widths = spec.widths(in_dim, out_dim)
+        matmul = sum(2 * a * b + b for a, b in zip(widths[:-1], widths[1:]))
+        return matmul + sum(widths[1:-1])
+
+    def spline_coefficients(self, model):
+        return [m.weight for m in model.modules() if isinstance(m, nn.Linear)]

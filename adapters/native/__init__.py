@@ -1,0 +1,75 @@
+"""kanbench's own B-spline KAN: efficient-kan's function and parameters, a faster kernel.
+
+Options (``ModelSpec.options``): ``scale_noise`` (0.1), ``scale_base`` (1.0),
+``scale_spline`` (1.0) and ``grid_eps`` (0.02) as in efficient-kan.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from adapters.base import Adapter, ModelSpec, isolated_rng, package_version
+from adapters.native.layer import NativeKAN, NativeKANLayer
+
+__all__ = ["NativeAdapter", "NativeKAN", "NativeKANLayer"]
+
+#: bumped whenever the kernel's numerics or parameterisation change
+KERNEL_VERSION = "1"
+
+_DEFAULTS = {"scale_noise": 0.1, "scale_base": 1.0, "scale_spline": 1.0, "grid_eps": 0.02}
+
+
+class NativeAdapter(Adapter):
+    name = "native"
+    family = "kan"
+    option_keys = frozenset(_DEFAULTS)
+
+    def provenance(self) -> dict[str, str]:
+        version = package_version("kanbench") or "unknown"
+        return {"provider": "kanbench-native", "version": f"{version}+kernel{KERNEL_VERSION}"}
+
+    def build(
+        self,
+        spec: ModelSpec,
+        in_dim: int,
+        out_dim: int,
+        seed: int,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> NativeKAN:
+        self.check_options(spec)
+        opts = {**_DEFAULTS, **spec.options}
+        with isolated_rng(seed):
+            model = NativeKAN(
+                spec.widths(in_dim, out_dim),
+                grid=spec.grid,
+                k=spec.k,
+                grid_range=tuple(spec.grid_range),
+                **opts,
+            )
+        return model.to(device=device, dtype=dtype)
+
+    def param_count(self, spec: ModelSpec, in_dim: int, out_dim: int) -> int:
+        # per edge: one base weight, one spline scaler, G + k spline weights
+        widths = spec.widths(in_dim, out_dim)
+        per_edge = spec.grid + spec.k + 2
+        return sum(a * b * per_edge for a, b in zip(widths[:-1], widths[1:]))
+
+    def flops_per_sample(self, spec: ModelSpec, in_dim: int, out_dim: int) -> int:
+        # per edge: base and spline multiply-adds (k + 1 active bases, 2 FLOPs each, plus the
+        # base term); per input: SiLU (~4) and the basis (~(k + 1)^2 Horner steps)
+        widths = spec.widths(in_dim, out_dim)
+        k = spec.k
+        edges = sum(a * b * (2 * (k + 1) + 2) for a, b in zip(widths[:-1], widths[1:]))
+        inputs = sum(a * (4 + 2 * (k + 1) ** 2) for a in widths[:-1])
+        return edges + inputs
+
+    def spline_coefficients(self, model: NativeKAN) -> list[torch.Tensor]:
+        return [layer.spline_weight for layer in model.layers]
+
+    def regularization(self, model: NativeKAN) -> torch.Tensor:
+        return model.regularization_loss()
+
+    def update_grid(self, model: NativeKAN, x: torch.Tensor) -> bool:
+        model.update_grid(x)
+        return True

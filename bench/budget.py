@@ -1,0 +1,83 @@
+"""Parameter-budget matching: solve hidden widths so a model's count meets a target.
+
+Counts come from each adapter's analytic ``param_count`` (tests check it equals the count of
+the built model), so solving never builds a model. Every count is monotone in the width, so the
+closest width is found by doubling then bisection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adapters import Adapter, ModelSpec
+from bench.errors import BudgetError
+
+MAX_WIDTH = 1 << 22
+
+
+@dataclass(frozen=True)
+class Solved:
+    """A model's resolved architecture and how it meets its budget."""
+
+    spec: ModelSpec
+    params: int
+    target: int | None = None
+    reference: str | None = None  # the matched model's name, or None for an absolute target
+    tolerance: float | None = None
+
+    @property
+    def rel_error(self) -> float | None:
+        if self.target is None:
+            return None
+        return (self.params - self.target) / self.target
+
+
+def with_width(template: ModelSpec, hidden: list[int | None], width: int) -> ModelSpec:
+    """``template`` with every null hidden width replaced by ``width``."""
+    return template.model_copy(update={"hidden": tuple(width if w is None else w for w in hidden)})
+
+
+def solve_width(
+    adapter: Adapter,
+    template: ModelSpec,
+    hidden: list[int | None],
+    in_dim: int,
+    out_dim: int,
+    target: int,
+    tolerance: float,
+    what: str,
+) -> Solved:
+    """Shared width for the null entries of ``hidden`` whose count is closest to ``target``.
+
+    Raises :class:`BudgetError` naming ``what`` when the closest count is outside tolerance.
+    """
+    if not any(w is None for w in hidden):
+        raise BudgetError(f"{what}: no null hidden width to solve")
+
+    def count(w: int) -> int:
+        return adapter.param_count(with_width(template, hidden, w), in_dim, out_dim)
+
+    lo, hi = 1, 1
+    while count(hi) < target:
+        lo, hi = hi, hi * 2
+        if hi > MAX_WIDTH:
+            raise BudgetError(f"{what}: target of {target:,} parameters needs a width above "
+                              f"{MAX_WIDTH:,}")
+    while lo < hi:  # smallest w with count(w) >= target
+        mid = (lo + hi) // 2
+        if count(mid) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    candidates = [w for w in (hi - 1, hi) if w >= 1]
+    best = min(candidates, key=lambda w: (abs(count(w) - target), w))
+    params = count(best)
+    solved = Solved(with_width(template, hidden, best), params, target, None, tolerance)
+    err = abs(solved.rel_error or 0.0)
+    if err > tolerance:
+        raise BudgetError(
+            f"{what}: the closest width ({best}) gives {params:,} parameters, {err:.1%} away "
+            f"from the target {target:,} (tolerance {tolerance:.1%}); change the architecture "
+            f"(depth, grid, k) or raise 'tolerance'"
+        )
+    return solved

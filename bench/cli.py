@@ -1,0 +1,234 @@
+"""Command line: ``python -m bench run | budget | report | export | list | speed-report``.
+
+User errors (a malformed suite, a missing store, offline data) print one message and exit 2,
+with no traceback. ``run`` exits 1 when a run failed with an error (a bug, not a diverging
+model: divergence and unavailable adapters are results, recorded as such).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from adapters import AdapterError
+from bench.errors import KanbenchError
+
+
+def _fmt_metric(metric: str | None, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}%" if metric == "accuracy" else f"{value:.4g}"
+
+
+class TqdmProgress:
+    """A progress bar over runs (current dataset / model) and one summary line per run."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.bar: tqdm | None = None
+
+    def start(self, total: int, pending: int) -> None:
+        done = total - pending
+        if done:
+            tqdm.write(f"{done} of {total} runs already finished in the store: not redone")
+        self.bar = tqdm(total=total, initial=done, unit="run", disable=self.quiet,
+                        dynamic_ncols=True)
+
+    def run_started(self, spec) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{spec.dataset_label} / {spec.model} / seed {spec.seed}")
+
+    def run_finished(self, spec, result) -> None:
+        if result.status == "ok":
+            line = (f"{result.metric} test {_fmt_metric(result.metric, result.test_metric)} "
+                    f"(train {_fmt_metric(result.metric, result.train_metric)}, "
+                    f"epoch {result.best_epoch}/{result.epochs}), {result.params:,} params, "
+                    f"{result.train_time_s:.1f}s")
+        elif result.status == "diverged":
+            line = f"DIVERGED at step {result.diverged_step}"
+        elif result.status == "skipped":
+            line = f"skipped: {result.error}"
+        else:
+            line = f"ERROR: {(result.error or '').splitlines()[0]}"
+        if not self.quiet:
+            tqdm.write(f"[{result.status:>8}] {spec.title}: {line}")
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bench import suite as suite_mod
+    from bench.plan import build_plan
+    from bench.report import write_report
+    from bench.runner import execute
+    from bench.store import Store, default_store_path
+
+    suite = suite_mod.load(args.suite)
+    plan = build_plan(suite, args.suite, device=args.device, data_dir=args.data_dir)
+    store_path = Path(args.store) if args.store else default_store_path(suite.name)
+    with Store(store_path) as store:
+        summary = execute(plan, store, retry_errors=args.retry_errors,
+                          progress=TqdmProgress(quiet=args.quiet))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing new"
+    print(f"{summary.total} runs: {summary.reused} already finished, ran {summary.ran} ({counts}); "
+          f"store {store_path}")
+    if not args.no_report:
+        md, html = write_report(store_path, args.out_dir, suite.name)
+        print(f"reports: {md} {html}")
+    return 1 if summary.statuses.get("error") else 0
+
+
+def _cmd_budget(args: argparse.Namespace) -> int:
+    from bench import suite as suite_mod
+    from bench.plan import build_plan
+
+    suite = suite_mod.load(args.suite)
+    plan = build_plan(suite, args.suite, device=args.device, data_dir=args.data_dir)
+    import adapters
+
+    print(f"suite {suite.name}: {len(plan.runs)} runs "
+          f"({len(plan.datasets)} datasets x {len(suite.models)} models x "
+          f"{len(suite.resolved_schemes())} schemes x {len(suite.seeds)} seeds)")
+    for label, solved in plan.solved.items():
+        data = plan.datasets[label]
+        print(f"\n{label}: in={data.in_dim} out={data.out_dim} ({data.task})")
+        print(f"  {'model':<18} {'adapter':<14} {'architecture':<34} {'params':>10}  budget")
+        for m in suite.models:
+            s = solved[m.name]
+            family = adapters.get(m.adapter).family
+            if s.target is None:
+                budget = "fixed"
+            else:
+                ref = f"match {s.reference}" if s.reference else "target"
+                budget = f"{ref} {s.target:,} ({s.rel_error:+.2%}, tolerance {s.tolerance:.0%})"
+            print(f"  {m.name:<18} {m.adapter:<14} {s.spec.describe(family):<34} "
+                  f"{s.params:>10,}  {budget}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import write_report
+
+    md, html = write_report(args.store, args.out_dir, args.suite_name)
+    print(f"reports: {md} {html}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from bench.store import Store
+
+    with Store(args.store, create=False) as store:
+        df = store.export()
+    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    try:
+        if args.format == "csv":
+            df.to_csv(out, index=False)
+        else:
+            df.to_json(out, orient="records", indent=1)
+            out.write("\n")
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    import adapters
+    from bench.datasets import dataset_entry, dataset_names
+
+    if args.what in ("adapters", "all"):
+        print("adapters:")
+        for name in adapters.names():
+            a = adapters.get(name)
+            reason = a.unavailable_reason()
+            state = "available" if reason is None else f"unavailable: {reason}"
+            print(f"  {name:<16} {a.family:<4} {state}")
+    if args.what in ("datasets", "all"):
+        print("datasets:")
+        for name in dataset_names():
+            e = dataset_entry(name)
+            where = "bundled" if e.offline else "download/cache"
+            print(f"  {name:<24} {e.task:<15} {where:<15} {e.description}")
+    return 0
+
+
+def _cmd_speed_report(args: argparse.Namespace) -> int:
+    from bench.speed_report import speed_report
+
+    md, html = speed_report(args.benchmark_json, args.out_dir)
+    print(f"speed reports: {md} {html}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def data_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--device", help="auto | cpu | cuda[:N] (overrides the suite)")
+        sp.add_argument("--data-dir", help="data root (overrides the suite's data_dir and "
+                                           "the KANBENCH_DATA environment variable)")
+
+    r = sub.add_parser("run", help="run a suite (finished runs in the store are not redone)")
+    r.add_argument("suite", help="suite YAML file, e.g. suites/tabular.yaml")
+    r.add_argument("--store", help="results store (default results/<suite-name>.sqlite)")
+    r.add_argument("--out-dir", default="reports", help="where reports go (default reports/)")
+    r.add_argument("--retry-errors", action="store_true", help="redo runs that failed with an error")
+    r.add_argument("--no-report", action="store_true", help="do not write reports at the end")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-run lines")
+    data_opts(r)
+    r.set_defaults(func=_cmd_run)
+
+    b = sub.add_parser("budget", help="show resolved architectures and parameter counts")
+    b.add_argument("suite")
+    data_opts(b)
+    b.set_defaults(func=_cmd_budget)
+
+    rep = sub.add_parser("report", help="write Markdown and HTML reports from a store")
+    rep.add_argument("store")
+    rep.add_argument("--out-dir", default="reports")
+    rep.add_argument("--suite-name", help="report name (default: the suite stored in the runs)")
+    rep.set_defaults(func=_cmd_report)
+
+    e = sub.add_parser("export", help="print one tidy row per run")
+    e.add_argument("store")
+    e.add_argument("--format", choices=["csv", "json"], default="csv")
+    e.add_argument("-o", "--output", help="write to a file instead of standard output")
+    e.set_defaults(func=_cmd_export)
+
+    ls = sub.add_parser("list", help="list adapters and datasets")
+    ls.add_argument("what", nargs="?", choices=["adapters", "datasets", "all"], default="all")
+    ls.set_defaults(func=_cmd_list)
+
+    s = sub.add_parser("speed-report", help="turn pytest-benchmark JSON into ratio tables")
+    s.add_argument("benchmark_json")
+    s.add_argument("--out-dir", default="reports")
+    s.set_defaults(func=_cmd_speed_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (KanbenchError, AdapterError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `export ... | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are in the store; run the same command to resume",
+              file=sys.stderr)
+        return 130

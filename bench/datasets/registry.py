@@ -1,0 +1,60 @@
+"""Name -> dataset loader registry. Loaders register themselves with :func:`dataset`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.datasets.base import Dataset, SplitSpec, Task
+from bench.errors import DatasetError
+
+Loader = Callable[..., Dataset]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    task: Task
+    loader: Loader  # loader(split: SplitSpec, data_dir: Path | None, **options) -> Dataset
+    description: str
+    options: frozenset[str]
+    offline: bool  # True when the data ships with a dependency (no download ever needed)
+
+
+_entries: dict[str, DatasetEntry] = {}
+
+
+def dataset(name: str, task: Task, description: str, options: tuple[str, ...] = (),
+            offline: bool = False) -> Callable[[Loader], Loader]:
+    """Decorator registering a loader under ``name``."""
+
+    def wrap(loader: Loader) -> Loader:
+        _entries[name] = DatasetEntry(name, task, loader, description, frozenset(options), offline)
+        return loader
+
+    return wrap
+
+
+def dataset_names() -> list[str]:
+    return sorted(_entries)
+
+
+def dataset_entry(name: str) -> DatasetEntry:
+    try:
+        return _entries[name]
+    except KeyError:
+        raise DatasetError(
+            f"unknown dataset '{name}'; known datasets: {', '.join(dataset_names())}"
+        ) from None
+
+
+def load_dataset(name: str, split: SplitSpec | None = None, data_dir: Path | None = None,
+                 **options: Any) -> Dataset:
+    entry = dataset_entry(name)
+    unknown = sorted(set(options) - entry.options)
+    if unknown:
+        accepted = ", ".join(sorted(entry.options)) or "none"
+        raise DatasetError(f"dataset '{name}' does not accept option(s) {unknown}; accepted: {accepted}")
+    return entry.loader(split=split or SplitSpec(), data_dir=data_dir, **options)

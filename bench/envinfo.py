@@ -1,0 +1,53 @@
+"""The environment stored with every run: versions, hardware and threads."""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import torch
+
+_LIBRARIES = ("kanbench", "torch", "numpy", "scikit-learn", "pandas", "pykan", "ikan", "inkan",
+              "efficient-kan")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@lru_cache(maxsize=1)
+def _static() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "libraries": {lib: v for lib in _LIBRARIES if (v := _version(lib)) is not None},
+        "cuda": torch.version.cuda,
+    }
+
+
+def environment(device: str) -> dict[str, Any]:
+    env = dict(_static())
+    env["torch_threads"] = torch.get_num_threads()
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(dev)
+    return env

@@ -1,0 +1,65 @@
+"""Store -> summary tables (pandas): one row per (dataset, scheme, model), mean +- std over seeds."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from bench.train import higher_is_better
+
+
+def _mean_std(values: pd.Series) -> tuple[float, float]:
+    v = values.dropna().astype(float)
+    if v.empty:
+        return math.nan, math.nan
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """Aggregate runs over seeds. Metrics average only the runs that finished ``ok``; the
+    counts of diverged, failed and skipped runs are columns of their own."""
+    rows = []
+    keys = ["dataset", "scheme", "model"]
+    for (dataset, scheme, model), g in runs.groupby(keys, sort=False):
+        ok = g[g.status == "ok"]
+        metric = g.metric.dropna().iloc[0] if g.metric.notna().any() else None
+        row = {
+            "dataset": dataset, "scheme": scheme, "model": model,
+            "metric": metric,
+            "family": g.family.iloc[0], "adapter": g.adapter.iloc[0],
+            "impl": ", ".join(sorted({f"{i} {v}" for i, v in zip(g.impl, g.impl_version)
+                                      if isinstance(i, str)})) or None,
+            "arch": g.arch.iloc[0],
+            "params": int(g.params.max()) if g.params.notna().any() else None,
+            "budget_reference": g.budget_reference.dropna().iloc[0]
+            if g.budget_reference.notna().any() else None,
+            "budget_error_max": float(g.budget_error.abs().max())
+            if g.budget_error.notna().any() else None,
+            "seeds": len(g), "ok": len(ok),
+            "diverged": int((g.status == "diverged").sum()),
+            "errors": int((g.status == "error").sum()),
+            "skipped": int((g.status == "skipped").sum()),
+            "skip_reason": g.error[g.status == "skipped"].iloc[0]
+            if (g.status == "skipped").any() else None,
+        }
+        for col in ("test_metric", "train_metric", "val_metric", "gap", "train_time_s",
+                    "throughput", "best_epoch", "test_metric_best_test", "test_metric_last"):
+            row[f"{col}_mean"], row[f"{col}_std"] = _mean_std(ok[col])
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    # best first within each dataset/scheme; models without results last
+    table["_order"] = [
+        (-m if higher_is_better(metric or "") else m) if not math.isnan(m) else math.inf
+        for m, metric in zip(table.test_metric_mean, table.metric)
+    ]
+    table = table.sort_values(["dataset", "scheme", "_order"], kind="stable").drop(columns="_order")
+    return table.reset_index(drop=True)
+
+
+def best_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The best model (by mean test metric) of each dataset/scheme with results."""
+    have = table[table.ok > 0]
+    return have.groupby(["dataset", "scheme"], sort=False).head(1)

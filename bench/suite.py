@@ -1,0 +1,317 @@
+"""Suite files: YAML -> validated pydantic models -> errors that name the file and the key.
+
+A suite is datasets x models x training schemes x seeds. :func:`load` validates a file;
+:mod:`bench.plan` expands it into run specs with budgets resolved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+import adapters
+from bench.datasets import SplitSpec, dataset_names
+from bench.errors import SuiteError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainingSpec(_Strict):
+    """One training scheme. Every model of a comparison is trained with the same scheme."""
+
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(64, ge=1)
+    select: Literal["best_val", "last"] = Field(
+        "best_val", description="epoch whose test metric is reported: best on validation, or last"
+    )
+    patience: int | None = Field(None, ge=1, description="early stopping on validation (epochs)")
+    grad_clip: float | None = Field(None, gt=0, description="max gradient norm")
+
+
+class SchemeEntry(_Strict):
+    """A named set of overrides of the suite's ``training`` block."""
+
+    name: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, data: Any) -> Any:
+        # `- {name: fast, lr: 0.01}` is the natural way to write a scheme: collect the rest.
+        if isinstance(data, dict) and "overrides" not in data:
+            rest = {k: v for k, v in data.items() if k != "name"}
+            return {"name": data.get("name"), "overrides": rest}
+        return data
+
+
+class BudgetSpec(_Strict):
+    """Solve a model's hidden width(s) for a parameter budget.
+
+    ``match: <model name>``: the count of that model (on the same dataset);
+    ``params: N``: an absolute target. The achieved relative error must be within ``tolerance``.
+    """
+
+    match: str | None = None
+    params: int | None = Field(None, ge=1)
+    tolerance: float = Field(0.02, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> BudgetSpec:
+        if (self.match is None) == (self.params is None):
+            raise ValueError("give exactly one of 'match' (a model name) or 'params' (a count)")
+        return self
+
+
+class ModelEntry(_Strict):
+    """One model of the suite: an adapter and its architecture (see adapters.ModelSpec)."""
+
+    name: str
+    adapter: str
+    hidden: list[int | None] | None = Field(
+        None, description="hidden widths; with a budget, null entries are solved (one shared width)"
+    )
+    grid: int = Field(5, ge=1)
+    k: int = Field(3, ge=1, le=5)
+    activation: str = "silu"
+    grid_range: tuple[float, float] = (-1.0, 1.0)
+    options: dict[str, Any] = Field(default_factory=dict)
+    budget: BudgetSpec | None = None
+
+    @field_validator("adapter")
+    @classmethod
+    def _known_adapter(cls, name: str) -> str:
+        known = adapters.names()
+        if name not in known:
+            raise ValueError(f"unknown adapter '{name}'; expected one of: {', '.join(known)}")
+        return name
+
+    @field_validator("hidden")
+    @classmethod
+    def _widths(cls, hidden: list[int | None] | None) -> list[int | None] | None:
+        if hidden is not None and any(w is not None and w < 1 for w in hidden):
+            raise ValueError(f"hidden widths must be >= 1 or null, got {hidden}")
+        return hidden
+
+
+class DatasetEntry(_Strict):
+    """A dataset by registered name, with loader options and an optional split override."""
+
+    name: str
+    label: str | None = Field(None, description="name shown in reports (default: name)")
+    options: dict[str, Any] = Field(default_factory=dict)
+    split: SplitSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        known = dataset_names()
+        if name not in known:
+            raise ValueError(f"unknown dataset '{name}'; expected one of: {', '.join(known)}")
+        return name
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class Suite(_Strict):
+    name: str | None = None
+    description: str = ""
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    data_dir: str | None = None
+    split: SplitSpec = SplitSpec()
+    training: TrainingSpec = TrainingSpec()
+    schemes: list[SchemeEntry] = Field(default_factory=list)
+    budget: BudgetSpec | None = Field(
+        None, description="default budget for every model without its own (params targets only)"
+    )
+    datasets: list[DatasetEntry] = Field(min_length=1)
+    models: list[ModelEntry] = Field(min_length=1)
+
+    def resolved_schemes(self) -> list[tuple[str, TrainingSpec]]:
+        """(name, training) for every scheme; a suite without ``schemes`` has one, 'default'."""
+        if not self.schemes:
+            return [("default", self.training)]
+        base = self.training.model_dump()
+        return [(s.name, TrainingSpec(**{**base, **s.overrides})) for s in self.schemes]
+
+
+# --------------------------------------------------------------------------------------------
+# loading and error reporting
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys instead of silently keeping the last."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key '{key}'", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or str(part).startswith("function-"):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _expected_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names allowed at the mapping that holds ``loc[-1]`` (for 'unknown key' errors)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
+        if field is None:
+            return []
+        ann = field.annotation
+        args = getattr(ann, "__args__", ()) or ()
+        candidates = [ann, *args]
+        for arg in list(candidates):
+            candidates.extend(getattr(arg, "__args__", ()) or ())
+        nxt = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if nxt is None:
+            return []
+        current = nxt
+    return list(current.model_fields) if hasattr(current, "model_fields") else []
+
+
+def _describe_error(err: dict[str, Any]) -> tuple[str, str]:
+    loc = tuple(err.get("loc", ()))
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        key = _format_loc(loc)
+        allowed = _expected_keys(Suite, loc)
+        hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
+        return key, f"unknown key '{loc[-1]}'{hint}"
+    if kind == "missing":
+        return _format_loc(loc), "required key is missing"
+    msg = err.get("msg", "invalid value")
+    msg = msg.removeprefix("Value error, ")
+    if "input" in err and kind not in ("value_error",) and not isinstance(err["input"], dict):
+        msg = f"{msg} (got {err['input']!r})"
+    return _format_loc(loc), msg
+
+
+def parse(data: Any, path: str | Path) -> Suite:
+    """Validate already-parsed YAML content; errors name ``path`` and the key."""
+    path = str(path)
+    if not isinstance(data, dict):
+        raise SuiteError(path, None, f"expected a mapping of suite keys at the top level, got "
+                                     f"{type(data).__name__}")
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe_error(e) for e in exc.errors()]
+        key, msg = problems[0]
+        more = "".join(f"\n  also {k}: {m}" for k, m in problems[1:])
+        raise SuiteError(path, key, msg + more) from None
+    _check_references(suite, path)
+    return suite
+
+
+def load(path: str | Path) -> Suite:
+    """Read and validate a suite file. The suite's name defaults to the file's stem."""
+    p = Path(path)
+    if not p.is_file():
+        raise SuiteError(str(p), None, "no such suite file")
+    try:
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SuiteError(str(p), where, f"invalid YAML: {problem}") from None
+    suite = parse(data, p)
+    if suite.name is None:
+        suite = suite.model_copy(update={"name": p.stem})
+    return suite
+
+
+def _check_references(suite: Suite, path: str) -> None:
+    """Cross-field rules pydantic cannot see: unique names, budget references, no cycles."""
+    names: dict[str, int] = {}
+    for i, m in enumerate(suite.models):
+        if m.name in names:
+            raise SuiteError(path, f"models[{i}].name",
+                             f"duplicate model name '{m.name}' (also models[{names[m.name]}])")
+        names[m.name] = i
+    labels: dict[str, int] = {}
+    for i, d in enumerate(suite.datasets):
+        if d.display in labels:
+            raise SuiteError(path, f"datasets[{i}]",
+                             f"dataset '{d.display}' listed twice; give one a distinct 'label'")
+        labels[d.display] = i
+    scheme_names = [s.name for s in suite.schemes]
+    for i, s in enumerate(suite.schemes):
+        if scheme_names.count(s.name) > 1:
+            raise SuiteError(path, f"schemes[{i}].name", f"duplicate scheme name '{s.name}'")
+        try:
+            TrainingSpec(**{**suite.training.model_dump(), **s.overrides})
+        except ValidationError as exc:
+            key, msg = _describe_error(exc.errors()[0])
+            raise SuiteError(path, f"schemes[{i}].{key}", msg) from None
+    if suite.budget is not None and suite.budget.match is not None:
+        raise SuiteError(path, "budget.match",
+                         "a suite-wide budget takes 'params'; put 'match' on individual models")
+    for i, m in enumerate(suite.models):
+        budget = m.budget
+        if budget is None:
+            if m.hidden is not None and any(w is None for w in m.hidden) and suite.budget is None:
+                raise SuiteError(path, f"models[{i}].hidden",
+                                 "null widths are solved by a budget, but this model has none; "
+                                 "give integer widths or a 'budget'")
+            continue
+        if m.hidden is not None and all(w is not None for w in m.hidden):
+            raise SuiteError(path, f"models[{i}].hidden",
+                             "a model with a budget needs at least one null width to solve, "
+                             "e.g. hidden: [null] (or leave 'hidden' out for one hidden layer)")
+        if budget.match is not None:
+            if budget.match not in names:
+                raise SuiteError(path, f"models[{i}].budget.match",
+                                 f"unknown model '{budget.match}'; expected one of: "
+                                 f"{', '.join(n for n in names if n != m.name)}")
+            if budget.match == m.name:
+                raise SuiteError(path, f"models[{i}].budget.match", "a model cannot match itself")
+    # cycles: follow match chains
+    for i, m in enumerate(suite.models):
+        seen = [m.name]
+        cur = m
+        while cur.budget is not None and cur.budget.match is not None:
+            nxt = suite.models[names[cur.budget.match]]
+            if nxt.name in seen:
+                chain = " -> ".join([*seen, nxt.name])
+                raise SuiteError(path, f"models[{i}].budget.match", f"budget references form a cycle: {chain}")
+            seen.append(nxt.name)
+            cur = nxt

@@ -1,0 +1,296 @@
+"""One training run: build through the adapter, train, select an epoch on validation, measure.
+
+Honesty rules kept here:
+- the reported epoch is chosen on the validation split (or is the last one); the test metric is
+  read at that epoch. The best-test-epoch figure is stored too, labelled, only so results stay
+  comparable with studies that report it;
+- ``train_time_s`` covers only optimisation steps (evaluation excluded), with CUDA synchronised
+  before each clock read; the thread count is recorded with it;
+- a non-finite loss marks the run ``diverged`` at its global step; the curves up to there are kept.
+
+Extension points: callbacks see the model, optimizer and adapter at fixed points
+(``on_fit_start``, ``on_step_end``, ``on_epoch_end``) and may add values to the epoch record,
+which is where probes and coefficient shocks plug in.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from adapters import Adapter
+from bench.datasets import Dataset
+from bench.plan import RunSpec
+from bench.suite import TrainingSpec
+
+log = logging.getLogger(__name__)
+
+Status = Literal["ok", "diverged", "error", "skipped"]
+EVAL_BATCH = 8192
+
+
+class Diverged(Exception):
+    def __init__(self, step: int, epoch: int, what: str):
+        super().__init__(f"{what} became non-finite at step {step} (epoch {epoch})")
+        self.step, self.epoch = step, epoch
+
+
+@dataclass
+class FitState:
+    """What callbacks see. ``record`` is the current epoch's curve row (callbacks may add)."""
+
+    spec: RunSpec
+    adapter: Adapter
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    data: Dataset
+    epoch: int = 0
+    step: int = 0
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+class Callback(Protocol):
+    def on_fit_start(self, state: FitState) -> None: ...
+    def on_step_end(self, state: FitState, loss: torch.Tensor) -> None: ...
+    def on_epoch_end(self, state: FitState) -> None: ...
+
+
+class ProbeCallback:
+    """Adds the adapter's internal statistics (coefficient magnitudes...) to every epoch row."""
+
+    def on_fit_start(self, state: FitState) -> None:
+        pass
+
+    def on_step_end(self, state: FitState, loss: torch.Tensor) -> None:
+        pass
+
+    def on_epoch_end(self, state: FitState) -> None:
+        for name, value in state.adapter.probe(state.model).items():
+            state.record[f"probe_{name}"] = value
+
+
+@dataclass
+class RunResult:
+    status: Status
+    error: str | None = None
+    params: int | None = None
+    metric: str | None = None
+    train_metric: float | None = None
+    val_metric: float | None = None
+    test_metric: float | None = None
+    gap: float | None = None
+    test_metric_last: float | None = None
+    test_metric_best_test: float | None = None  # optimistic, labelled: chosen on test
+    best_epoch: int | None = None
+    epochs: int = 0
+    steps: int = 0
+    diverged_step: int | None = None
+    train_time_s: float | None = None
+    eval_time_s: float | None = None
+    wall_time_s: float | None = None
+    throughput: float | None = None  # training samples per second
+    peak_memory_bytes: int | None = None
+    curves: list[dict[str, Any]] = field(default_factory=list)
+    provenance: dict[str, str] = field(default_factory=dict)
+    data_info: dict[str, Any] = field(default_factory=dict)  # split and preprocessing choices
+    threads: int = 0
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric == "accuracy"
+
+
+def overfitting_gap(metric: str, train: float, test: float) -> float:
+    """Positive means overfitting: train minus test for accuracy, test minus train for RMSE."""
+    return train - test if higher_is_better(metric) else test - train
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _optimizer(params, t: TrainingSpec) -> torch.optim.Optimizer:
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+
+
+def _loss(data: Dataset, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if data.task == "classification":
+        return F.cross_entropy(out, y)
+    return F.mse_loss(out, y)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, data: Dataset, x: torch.Tensor, y: torch.Tensor
+             ) -> tuple[float, float]:
+    """(loss, metric) on one split: accuracy, or RMSE in the target's original units."""
+    model.eval()
+    loss_sum, correct, sq_sum = 0.0, 0, 0.0
+    std = None
+    if data.task == "regression":
+        std = torch.tensor(data.target_std, dtype=x.dtype, device=x.device)
+    for i in range(0, len(x), EVAL_BATCH):
+        xb, yb = x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]
+        out = model(xb)
+        loss_sum += _loss(data, out, yb).item() * len(xb)
+        if data.task == "classification":
+            correct += (out.argmax(dim=1) == yb).sum().item()
+        else:
+            sq_sum += ((out - yb) * std).pow(2).sum().item()
+    model.train()
+    n = len(x)
+    if data.task == "classification":
+        return loss_sum / n, correct / n
+    return loss_sum / n, math.sqrt(sq_sum / (n * y.shape[1]))
+
+
+def fit(spec: RunSpec, data: Dataset, adapter: Adapter,
+        callbacks: list[Callback] | None = None) -> RunResult:
+    """Train one model; never raises for a diverging or failing model (see ``status``)."""
+    started = time.perf_counter()
+    device = torch.device(spec.device)
+    result = RunResult(status="ok", metric=data.metric, provenance=adapter.provenance(),
+                       data_info=dict(data.info), threads=torch.get_num_threads())
+    callbacks = [ProbeCallback(), *(callbacks or [])]
+    try:
+        _fit(spec, data, adapter, device, callbacks, result)
+    except Diverged as exc:
+        result.status, result.error, result.diverged_step = "diverged", str(exc), exc.step
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # one failing model must not stop the suite
+        log.debug("run %s failed", spec.title, exc_info=True)
+        tail = "".join(traceback.format_exception(exc)[-3:]).strip()
+        result.status, result.error = "error", f"{type(exc).__name__}: {exc}\n{tail}"
+    result.wall_time_s = time.perf_counter() - started
+    if device.type == "cuda":
+        result.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
+    return result
+
+
+def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
+         callbacks: list[Callback], result: RunResult) -> None:
+    t = spec.training
+    model = adapter.build(spec.arch, data.in_dim, data.out_dim, seed=spec.seed, device=device)
+    result.params = adapter.count_params(model)
+    model.train()
+    optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], t)
+    state = FitState(spec, adapter, model, optimizer, data)
+    splits = {name: (x.to(device), y.to(device)) for name, (x, y) in data.splits().items()}
+    x_train, y_train = splits["train"]
+    n = len(x_train)
+    # Batch order depends only on the run's seed, through a private generator.
+    order_rng = torch.Generator().manual_seed(spec.seed)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for cb in callbacks:
+        cb.on_fit_start(state)
+
+    better = (lambda a, b: a > b) if higher_is_better(data.metric) else (lambda a, b: a < b)
+    best_val: float | None = None
+    best_test: float | None = None
+    stale = 0
+    train_time = eval_time = 0.0
+    samples = 0
+    for epoch in range(1, t.epochs + 1):
+        state.epoch = epoch
+        perm = torch.randperm(n, generator=order_rng).to(device)
+        step_losses = torch.empty(math.ceil(n / t.batch_size), device=device)
+        _sync(device)
+        tick = time.perf_counter()
+        for b, start in enumerate(range(0, n, t.batch_size)):
+            idx = perm[start:start + t.batch_size]
+            try:
+                optimizer.zero_grad(set_to_none=True)
+                loss = _loss(data, model(x_train[idx]), y_train[idx])
+                loss.backward()
+                if t.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                optimizer.step()
+            except Exception as exc:
+                # Some implementations fail outright on non-finite weights (e.g. a NaN used as
+                # a grid index) instead of returning NaN: that is divergence, not a bug.
+                if not _all_finite(model):
+                    raise Diverged(state.step + 1, epoch, "model parameters") from exc
+                raise
+            step_losses[b] = loss.detach()
+            state.step += 1
+            samples += len(idx)
+            for cb in callbacks:
+                cb.on_step_end(state, loss)
+        _sync(device)
+        epoch_time = time.perf_counter() - tick
+        train_time += epoch_time
+        # One host sync per epoch: find the first non-finite step after the fact.
+        finite = torch.isfinite(step_losses)
+        if not bool(finite.all()):
+            first_bad = int((~finite).nonzero()[0])
+            step = state.step - len(step_losses) + first_bad + 1
+            result.epochs, result.steps = epoch, state.step
+            raise Diverged(step, epoch, "training loss")
+
+        tick = time.perf_counter()
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": step_losses.mean().item(),
+                                  "epoch_time_s": epoch_time}
+        for name, (x, y) in splits.items():
+            try:
+                loss_value, metric_value = evaluate(model, data, x, y)
+            except Exception as exc:
+                if not _all_finite(model):
+                    result.epochs, result.steps = epoch, state.step
+                    raise Diverged(state.step, epoch, "model parameters") from exc
+                raise
+            if not (math.isfinite(loss_value) and math.isfinite(metric_value)):
+                result.epochs, result.steps = epoch, state.step
+                raise Diverged(state.step, epoch, f"{name} loss")
+            record[f"{name}_eval_loss"] = loss_value
+            record[f"{name}_metric"] = metric_value
+        eval_time += time.perf_counter() - tick
+        state.record = record
+        for cb in callbacks:
+            cb.on_epoch_end(state)
+        result.curves.append(record)
+        result.epochs, result.steps = epoch, state.step
+
+        if best_test is None or better(record["test_metric"], best_test):
+            best_test = record["test_metric"]
+        if best_val is None or better(record["val_metric"], best_val):
+            best_val, stale = record["val_metric"], 0
+            if t.select == "best_val":
+                _select(result, record, data.metric)
+        else:
+            stale += 1
+        if t.select == "last":
+            _select(result, record, data.metric)
+        if t.patience is not None and stale >= t.patience:
+            break
+
+    result.test_metric_last = result.curves[-1]["test_metric"]
+    result.test_metric_best_test = best_test
+    result.train_time_s = train_time
+    result.eval_time_s = eval_time
+    result.throughput = samples / train_time if train_time > 0 else None
+
+
+def _all_finite(model: torch.nn.Module) -> bool:
+    with torch.no_grad():
+        return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _select(result: RunResult, record: dict[str, Any], metric: str) -> None:
+    result.best_epoch = record["epoch"]
+    result.train_metric = record["train_metric"]
+    result.val_metric = record["val_metric"]
+    result.test_metric = record["test_metric"]
+    result.gap = overfitting_gap(metric, record["train_metric"], record["test_metric"])

@@ -1,0 +1,187 @@
+"""The native KAN: basis against SciPy, layer against efficient-kan, adapter contract."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import adapters
+from adapters.base import ModelSpec
+from adapters.native.basis import cox_de_boor, uniform_basis, uniform_knots
+from adapters.native.layer import NativeKANLayer
+
+scipy_interpolate = pytest.importorskip("scipy.interpolate")
+
+
+def _scipy_basis(t: np.ndarray, k: int, x: np.ndarray) -> np.ndarray:
+    """Every basis element on knots ``t`` at ``x``, zero outside its support."""
+    n = len(t) - k - 1
+    out = np.zeros((len(x), n))
+    for j in range(n):
+        b = scipy_interpolate.BSpline.basis_element(t[j : j + k + 2], extrapolate=False)
+        out[:, j] = np.nan_to_num(b(x), nan=0.0)
+    return out
+
+
+def _rel_err(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("grid", [1, 5, 12])
+def test_uniform_basis_matches_scipy(k, grid):
+    lo, hi = -1.5, 2.0
+    t = uniform_knots(grid, k, (lo, hi), dtype=torch.float64).numpy()
+    # inside, outside, and exactly on every knot
+    x = np.concatenate([np.linspace(t[0] - 1.0, t[-1] + 1.0, 3001), t])
+    ours = uniform_basis(torch.from_numpy(x), lo, (hi - lo) / grid, grid, k).numpy()
+    assert ours.shape == (len(x), grid + k)
+    assert _rel_err(ours, _scipy_basis(t, k, x)) < 1e-10
+    # design_matrix covers the base interval [t_k, t_{G+k}]
+    inner = x[(x >= t[k]) & (x <= t[grid + k])]
+    dm = scipy_interpolate.BSpline.design_matrix(inner, t, k).toarray()
+    ours_inner = uniform_basis(torch.from_numpy(inner), lo, (hi - lo) / grid, grid, k).numpy()
+    # scipy closes the last interval on the right; half-open cells give 0 at t_{G+2k} only,
+    # which is outside the base interval, so the two agree everywhere here
+    assert _rel_err(ours_inner, dm) < 1e-10
+    # exactly zero strictly outside the knot span (on the last knot itself the half-open
+    # cell is decided by rounding, and the basis is continuous there: ~1e-16)
+    outside = (x < t[0]) | (x > t[-1])
+    assert np.all(ours[outside] == 0.0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_cox_de_boor_matches_scipy_on_uneven_knots(k):
+    rng = np.random.default_rng(k)
+    t = np.sort(rng.uniform(-2, 2, 12))
+    x = np.concatenate([np.linspace(-3, 3, 1001), t])
+    ours = cox_de_boor(torch.from_numpy(x)[:, None], torch.from_numpy(t), k)[:, 0].numpy()
+    assert _rel_err(ours, _scipy_basis(t, k, x)) < 1e-10
+
+
+def _efficient_kan_layer(in_f, out_f, grid, k):
+    KANLinear = pytest.importorskip("ikan.KAN").KANLinear
+    return KANLinear(
+        in_f,
+        out_f,
+        grid_size=grid,
+        spline_order=k,
+        scale_noise=0.1,
+        scale_base=1.0,
+        scale_spline=1.0,
+        base_activation=torch.nn.SiLU,
+        grid_eps=0.02,
+        grid_range=[-1, 1],
+    )
+
+
+@pytest.mark.parametrize("k,grid", [(1, 3), (2, 5), (3, 5), (3, 20), (4, 7), (5, 4)])
+def test_layer_matches_efficient_kan(k, grid):
+    torch.manual_seed(0)
+    in_f, out_f = 7, 5
+    ref = _efficient_kan_layer(in_f, out_f, grid, k)
+    ours = NativeKANLayer(in_f, out_f, grid=grid, k=k)
+    with torch.no_grad():
+        ours.base_weight.copy_(ref.base_weight)
+        ours.spline_weight.copy_(ref.spline_weight)
+        ours.spline_scaler.copy_(ref.spline_scaler)
+    torch.testing.assert_close(ours.grid, ref.grid, atol=1e-6, rtol=0)
+    # inside, outside (the knot span ends at +-(1 + 2k/G)) and on the knots
+    x = torch.cat([torch.randn(64, in_f) * 2.0, ref.grid.T[:, :in_f].clone()])
+    x_ref = x.clone().requires_grad_(True)
+    x_our = x.clone().requires_grad_(True)
+    y_ref, y_our = ref(x_ref), ours(x_our)
+    torch.testing.assert_close(y_our, y_ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(y_ref)
+    y_ref.backward(g)
+    y_our.backward(g)
+    # a linear spline's derivative jumps at the knots, where the side is a rounding decision
+    rows = slice(0, 64) if k == 1 else slice(None)
+    torch.testing.assert_close(x_our.grad[rows], x_ref.grad[rows], atol=1e-5, rtol=1e-5)
+    for name in ("base_weight", "spline_weight", "spline_scaler"):
+        torch.testing.assert_close(
+            getattr(ours, name).grad, getattr(ref, name).grad, atol=1e-5, rtol=1e-5
+        )
+
+
+SPECS = [
+    ModelSpec(hidden=(8,), grid=5, k=3),
+    ModelSpec(hidden=(4, 3), grid=7, k=1),
+    ModelSpec(hidden=(), grid=2, k=5, grid_range=(-2.0, 3.0)),
+]
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_param_count_matches_built_model(spec):
+    a = adapters.get("native")
+    model = a.build(spec, in_dim=6, out_dim=2, seed=0)
+    assert a.count_params(model) == a.param_count(spec, 6, 2)
+    widths = spec.widths(6, 2)
+    edges = sum(x * y for x, y in zip(widths[:-1], widths[1:]))
+    assert a.param_count(spec, 6, 2) == edges * (spec.grid + spec.k + 2)
+
+
+def test_same_seed_same_model_and_global_rng_untouched():
+    a = adapters.get("native")
+    spec = SPECS[0]
+    random.seed(123)
+    np.random.seed(123)
+    torch.manual_seed(123)
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    random.seed(123)
+    np.random.seed(123)
+    torch.manual_seed(123)
+    m1 = a.build(spec, in_dim=6, out_dim=2, seed=7)
+    m2 = a.build(spec, in_dim=6, out_dim=2, seed=7)
+    m3 = a.build(spec, in_dim=6, out_dim=2, seed=8)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+    s1, s2, s3 = m1.state_dict(), m2.state_dict(), m3.state_dict()
+    assert all(torch.equal(s1[n], s2[n]) for n in s1)
+    assert not torch.equal(s1["layers.0.base_weight"], s3["layers.0.base_weight"])
+
+
+def test_build_dtype_and_instrumentation():
+    a = adapters.get("native")
+    assert a.name == "native" and a.family == "kan"
+    spec = SPECS[0]
+    model = a.build(spec, in_dim=6, out_dim=2, seed=0, dtype=torch.float64)
+    assert all(p.dtype == torch.float64 for p in model.parameters())
+    assert model(torch.randn(5, 6, dtype=torch.float64)).shape == (5, 2)
+    coefs = a.spline_coefficients(model)
+    assert [tuple(c.shape) for c in coefs] == [(8, 6, 8), (2, 8, 8)]
+    reg = a.regularization(model)
+    assert reg.ndim == 0 and torch.isfinite(reg)
+    reg.backward()
+    assert model.layers[0].spline_weight.grad is not None
+    prov = a.provenance()
+    assert prov["provider"] == "kanbench-native" and prov["version"]
+    assert set(a.probe(model)) == {"coef_abs_mean", "coef_abs_max", "coef_rms"}
+
+
+def test_initialisation_matches_efficient_kan_scales():
+    torch.manual_seed(0)
+    ref = _efficient_kan_layer(200, 50, 5, 3)
+    ours = NativeKANLayer(200, 50, grid=5, k=3)
+    for name in ("base_weight", "spline_scaler"):
+        r, o = getattr(ref, name).detach(), getattr(ours, name).detach()
+        assert abs(r.abs().max().item() - o.abs().max().item()) < 0.01 * r.abs().max().item()
+        assert abs(r.std().item() - o.std().item()) < 0.05 * r.std().item()
+    r, o = ref.spline_weight.detach(), ours.spline_weight.detach()
+    assert 0.7 < o.std().item() / r.std().item() < 1.3
+
+
+def test_update_grid_preserves_function_on_data():
+    a = adapters.get("native")
+    spec = ModelSpec(hidden=(5,), grid=5, k=3)
+    model = a.build(spec, in_dim=3, out_dim=2, seed=0, dtype=torch.float64)
+    x = torch.rand(400, 3, dtype=torch.float64) * 1.6 - 0.8
+    before = model(x)
+    assert a.update_grid(model, x) is True
+    after = model(x)
+    assert model.layers[0].uniform is None
+    assert not torch.equal(model.layers[0].grid[0], model.layers[0].grid[1])
+    scale = before.abs().max().item()
+    assert (after - before).abs().max().item() < 0.05 * scale

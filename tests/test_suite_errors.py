@@ -1,0 +1,91 @@
+"""Every malformed suite exits 2 with one message naming the file, the key and the expectation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli import main
+
+VALID = """
+seeds: [0]
+training: {epochs: 1}
+datasets: [iris]
+models:
+  - {name: kan, adapter: native, hidden: [4]}
+  - {name: mlp, adapter: mlp, budget: {match: kan}}
+"""
+
+CASES = {
+    "bad_yaml": ("seeds: [0\ndatasets: [iris]\n", "line", "invalid YAML"),
+    "top_level_not_mapping": ("- iris\n", None, "expected a mapping"),
+    "unknown_top_key": (VALID + "epochs: 3\n", "epochs", "unknown key 'epochs'; expected one of"),
+    "unknown_model_key": (
+        VALID.replace("hidden: [4]}", "hidden: [4], widht: 3}"),
+        "models[0].widht", "unknown key 'widht'",
+    ),
+    "unknown_training_key": (
+        VALID.replace("{epochs: 1}", "{epochs: 1, learning_rate: 0.1}"),
+        "training.learning_rate", "expected one of: optimizer, lr",
+    ),
+    "unknown_adapter": (
+        VALID.replace("adapter: native", "adapter: natve"),
+        "models[0].adapter", "unknown adapter 'natve'; expected one of",
+    ),
+    "unknown_dataset": (VALID.replace("[iris]", "[irsi]"), "datasets[0].name",
+                        "unknown dataset 'irsi'; expected one of"),
+    "wrong_type": (VALID.replace("hidden: [4]}", "hidden: [4], grid: five}"),
+                   "models[0].grid", "valid integer"),
+    "wrong_type_epochs": (VALID.replace("{epochs: 1}", "{epochs: -2}"), "training.epochs",
+                          "greater than or equal to 1"),
+    "bad_optimizer": (VALID.replace("{epochs: 1}", "{epochs: 1, optimizer: rmsprop}"),
+                      "training.optimizer", "'adam', 'adamw' or 'sgd'"),
+    "missing_models": ("datasets: [iris]\n", "models", "required key is missing"),
+    "duplicate_model": (VALID.replace("name: mlp", "name: kan"), "models[1].name",
+                        "duplicate model name 'kan'"),
+    "unknown_match": (VALID.replace("match: kan", "match: kam"), "models[1].budget.match",
+                      "unknown model 'kam'"),
+    "match_and_params": (VALID.replace("{match: kan}", "{match: kan, params: 100}"),
+                         "models[1].budget", "exactly one of 'match'"),
+    "duplicate_yaml_key": (VALID + "seeds: [1]\n", "line", "duplicate key 'seeds'"),
+    "budget_cycle": (
+        VALID.replace("hidden: [4]}", "budget: {match: mlp}}"), "models[", "cycle"),
+    "unreachable_budget": (
+        VALID.replace("{match: kan}", "{params: 3}"), "models[1].budget", "tolerance"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_malformed_suite_names_file_and_key(case, write_suite, capsys):
+    text, key, expected = CASES[case]
+    path = write_suite(text, name=case)
+    assert main(["budget", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}"), err
+    if key is not None:
+        assert key in err, err
+    assert expected in err, err
+    assert "Traceback" not in err
+
+
+def test_valid_suite_passes(write_suite, capsys):
+    assert main(["budget", str(write_suite(VALID))]) == 0
+    out = capsys.readouterr().out
+    assert "kan" in out and "match kan" in out
+
+
+def test_missing_file(tmp_path, capsys):
+    assert main(["budget", str(tmp_path / "nope.yaml")]) == 2
+    assert "no such suite file" in capsys.readouterr().err
+
+
+def test_cli_process_exit_code_and_no_traceback(write_suite):
+    """The real entry point, in its own process: status 2, one message, no traceback."""
+    path = write_suite(VALID.replace("adapter: mlp", "adapter: nope"))
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert f"{path}: models[1].adapter: unknown adapter 'nope'" in proc.stderr

@@ -1,0 +1,125 @@
+"""Training loop: selection on validation, divergence, metrics, callbacks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import adapters
+from bench import suite as suite_mod
+from bench.plan import build_plan
+from bench.train import fit, overfitting_gap
+
+
+def plan_for(write_suite, text):
+    path = write_suite(text)
+    return build_plan(suite_mod.load(path), path)
+
+
+def test_best_epoch_is_chosen_on_validation(write_suite):
+    plan = plan_for(write_suite, """
+        seeds: [0]
+        training: {epochs: 12, lr: 0.05, batch_size: 32}
+        datasets: [wine]
+        models: [{name: mlp, adapter: mlp, hidden: [8]}]
+    """)
+    spec = plan.runs[0]
+    r = fit(spec, plan.datasets["wine"], adapters.get("mlp"))
+    assert r.status == "ok", r.error
+    vals = [c["val_metric"] for c in r.curves]
+    first_best = vals.index(max(vals)) + 1
+    assert r.best_epoch == first_best
+    chosen = r.curves[first_best - 1]
+    assert r.test_metric == chosen["test_metric"]
+    assert r.train_metric == chosen["train_metric"]
+    assert r.gap == pytest.approx(chosen["train_metric"] - chosen["test_metric"])
+    assert r.test_metric_best_test == max(c["test_metric"] for c in r.curves)
+    assert r.test_metric_last == r.curves[-1]["test_metric"]
+    assert r.epochs == 12 and len(r.curves) == 12
+    assert r.train_time_s > 0 and r.throughput > 0 and r.threads == torch.get_num_threads()
+    assert r.params == 13 * 8 + 8 + 8 * 3 + 3
+    assert "probe_coef_abs_mean" in r.curves[0]
+
+
+def test_rmse_in_original_units_and_gap_sign(write_suite):
+    plan = plan_for(write_suite, """
+        seeds: [0]
+        training: {epochs: 3, select: last}
+        datasets: [diabetes]
+        models: [{name: mlp, adapter: mlp, hidden: [4]}]
+    """)
+    data = plan.datasets["diabetes"]
+    r = fit(plan.runs[0], data, adapters.get("mlp"))
+    assert r.status == "ok" and r.best_epoch == 3
+    # RMSE is in the target's units (disease progression, std ~ 77), not standardised units.
+    model = adapters.get("mlp").build(plan.runs[0].arch, data.in_dim, data.out_dim, seed=0)
+    from bench.train import evaluate
+
+    _, rmse = evaluate(model, data, data.x_test, data.y_test)
+    std = data.target_std[0]
+    with torch.no_grad():
+        manual = math.sqrt(((model(data.x_test) - data.y_test) * std).pow(2).mean().item())
+    assert rmse == pytest.approx(manual, rel=1e-5)
+    assert rmse > 10
+    assert r.gap == pytest.approx(r.test_metric - r.train_metric)
+    assert overfitting_gap("rmse", 1.0, 2.0) == 1.0
+    assert overfitting_gap("accuracy", 0.9, 0.8) == pytest.approx(0.1)
+
+
+def test_early_stopping_uses_patience(write_suite):
+    plan = plan_for(write_suite, """
+        seeds: [0]
+        training: {epochs: 200, lr: 0.05, patience: 3}
+        datasets: [iris]
+        models: [{name: mlp, adapter: mlp, hidden: [8]}]
+    """)
+    r = fit(plan.runs[0], plan.datasets["iris"], adapters.get("mlp"))
+    assert r.status == "ok"
+    assert r.epochs < 200
+    assert r.epochs == r.best_epoch + 3
+
+
+@pytest.mark.parametrize("model", ["mlp", "native"])
+def test_nan_divergence_is_recorded_with_its_step(write_suite, model):
+    # SGD with an absurd learning rate on a real model: the loss overflows within a few steps.
+    plan = plan_for(write_suite, f"""
+        seeds: [0]
+        training: {{epochs: 5, optimizer: sgd, lr: 1.0e+8, batch_size: 32}}
+        datasets: [diabetes]
+        models: [{{name: m, adapter: {model}, hidden: [16]}}]
+    """)
+    r = fit(plan.runs[0], plan.datasets["diabetes"], adapters.get(model))
+    assert r.status == "diverged", r.error
+    assert r.diverged_step is not None and 1 <= r.diverged_step <= r.steps
+    assert "non-finite" in r.error
+    assert r.test_metric is None or math.isfinite(r.test_metric)
+
+
+def test_callbacks_see_every_step_and_epoch(write_suite):
+    plan = plan_for(write_suite, """
+        seeds: [0]
+        training: {epochs: 2, batch_size: 50}
+        datasets: [iris]
+        models: [{name: mlp, adapter: mlp, hidden: [4]}]
+    """)
+
+    class Counter:
+        def __init__(self):
+            self.steps, self.epochs, self.started = 0, 0, False
+
+        def on_fit_start(self, state):
+            self.started = True
+
+        def on_step_end(self, state, loss):
+            self.steps += 1
+
+        def on_epoch_end(self, state):
+            self.epochs += 1
+            state.record["custom"] = state.step
+
+    c = Counter()
+    r = fit(plan.runs[0], plan.datasets["iris"], adapters.get("mlp"), callbacks=[c])
+    assert c.started and c.epochs == 2 and c.steps == r.steps == 2 * math.ceil(96 / 50)
+    assert r.curves[-1]["custom"] == r.steps
