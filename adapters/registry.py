@@ -19,6 +19,7 @@ _BUILTIN = {
     "pykan": "adapters.pykan:PykanAdapter",
     "efficient_kan": "adapters.efficient_kan:EfficientKANAdapter",
     "native": "adapters.native:NativeAdapter",
+    "inkan": "adapters.inkan:InkanAdapter",
 }
 
 _registered: dict[str, Adapter] = {}

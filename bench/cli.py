@@ -155,7 +155,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print("datasets:")
         for name in dataset_names():
             e = dataset_entry(name)
-            where = "bundled" if e.offline else "download/cache"
+            where = "offline" if e.offline else "download/cache"
             print(f"  {name:<24} {e.task:<15} {where:<15} {e.description}")
     return 0
 

@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 import adapters
-from adapters import ModelSpec
+from adapters import AdapterError, ModelSpec
 from bench.budget import Solved, solve_width
 from bench.datasets import Dataset, SplitSpec, load_dataset
 from bench.errors import BudgetError, SuiteError
@@ -124,8 +124,11 @@ def resolve_models(suite: Suite, in_dim: int, out_dim: int, where: str) -> dict[
                     assert budget.params is not None
                     result = solve_width(adapter, template, hidden, in_dim, out_dim, budget.params,
                                          budget.tolerance, f"{what} with a budget of {budget.params:,}")
+            adapter.check_options(result.spec)
         except BudgetError as exc:
             raise BudgetError(str(exc), exc.model or name) from None
+        except AdapterError as exc:  # e.g. an option or a spline order the adapter rejects
+            raise BudgetError(f"{where}, model '{m.name}': {exc}", name) from None
         solved[name] = result
         return result
 
@@ -150,7 +153,8 @@ def build_plan(suite: Suite, path: str | Path, *, device: str | None = None,
             solved = resolve_models(suite, data.in_dim, data.out_dim, f"dataset '{entry.display}'")
         except BudgetError as exc:
             index = next(i for i, m in enumerate(suite.models) if m.name == exc.model)
-            raise SuiteError(str(path), f"models[{index}].budget", str(exc)) from None
+            key = f"models[{index}]" + (".budget" if suite.models[index].budget else "")
+            raise SuiteError(str(path), key, str(exc)) from None
         solved_all[entry.display] = solved
         for scheme, training in suite.resolved_schemes():
             for m in suite.models:

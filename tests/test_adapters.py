@@ -60,7 +60,7 @@ def test_build_forward_backward_and_count(name):
 @pytest.mark.parametrize("name", adapters.names())
 def test_param_count_matches_built_model_across_shapes(name):
     a = available(name)
-    for spec, i, o in [(ModelSpec(hidden=(3, 4), grid=3, k=2), 2, 1),
+    for spec, i, o in [(ModelSpec(hidden=(3, 4), grid=3, k=3), 2, 1),
                        (ModelSpec(hidden=(7,), grid=6, k=3), 9, 4)]:
         model = a.build(spec, i, o, seed=1)
         assert a.param_count(spec, i, o) == a.count_params(model), (spec, i, o)

@@ -52,6 +52,9 @@ CASES = {
     "duplicate_yaml_key": (VALID + "seeds: [1]\n", "line", "duplicate key 'seeds'"),
     "budget_cycle": (
         VALID.replace("hidden: [4]}", "budget: {match: mlp}}"), "models[", "cycle"),
+    "unknown_model_option": (
+        VALID.replace("hidden: [4]}", "hidden: [4], options: {dropout: 0.5}}"),
+        "models[0]", "does not understand option(s) ['dropout']"),
     "unreachable_budget": (
         VALID.replace("{match: kan}", "{params: 3}"), "models[1].budget", "tolerance"),
 }

@@ -1,7 +1,9 @@
 """kanbench's own B-spline KAN: efficient-kan's function and parameters, a faster kernel.
 
 Options (``ModelSpec.options``): ``scale_noise`` (0.1), ``scale_base`` (1.0),
-``scale_spline`` (1.0) and ``grid_eps`` (0.02) as in efficient-kan.
+``scale_spline`` (1.0) and ``grid_eps`` (0.02) as in efficient-kan; ``contraction``
+("auto", "dense", "sparse" or "reference": how the uniform-grid kernel contracts the basis
+with the weights, see adapters/native/layer.py; "reference" is plain autograd).
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ __all__ = ["NativeAdapter", "NativeKAN", "NativeKANLayer"]
 #: bumped whenever the kernel's numerics or parameterisation change
 KERNEL_VERSION = "1"
 
-_DEFAULTS = {"scale_noise": 0.1, "scale_base": 1.0, "scale_spline": 1.0, "grid_eps": 0.02}
+_DEFAULTS = {
+    "scale_noise": 0.1,
+    "scale_base": 1.0,
+    "scale_spline": 1.0,
+    "grid_eps": 0.02,
+    "contraction": "auto",
+}
 
 
 class NativeAdapter(Adapter):
@@ -73,3 +81,15 @@ class NativeAdapter(Adapter):
     def update_grid(self, model: NativeKAN, x: torch.Tensor) -> bool:
         model.update_grid(x)
         return True
+
+    def extend_grid(self, model: NativeKAN, new_grid: int, x: torch.Tensor | None = None) -> float:
+        """Refine every layer to ``new_grid`` intervals preserving the function (see
+        :meth:`NativeKANLayer.extend_grid`); returns the largest per-edge deviation.
+        Parameters are replaced: rebuild the optimiser afterwards."""
+        worst = 0.0
+        with torch.no_grad():
+            for layer in model.layers:
+                worst = max(worst, layer.extend_grid(new_grid, x))
+                if x is not None:
+                    x = layer(x)
+        return worst

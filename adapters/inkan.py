@@ -1,0 +1,155 @@
+"""InKAN (PyPI ``inkan``): uniform cubic B-spline KAN layers, the fastest public B-spline KAN.
+
+Its own parameterisation, not efficient-kan's: cubic splines only (``k`` must be 3), no spline
+scaler, and one packed weight per layer ``(out, in*(G+3) + in)`` = ``[spline | base]``, so
+``in*out*(G+4)`` parameters per layer. Initialisation is inkan's (truncated normal, std 0.1).
+
+Options (``ModelSpec.options``):
+
+* ``compile_basis`` - ``"auto"`` (default), ``True`` or ``False``. inkan evaluates its basis with
+  ``torch.compile``; "auto" tries that and falls back to inkan's eager basis if the first
+  forward fails to compile (e.g. no C++ compiler). ``model.compiled_basis`` and
+  :meth:`InkanAdapter.provenance` record which one ran (``"unknown"`` until the first forward
+  of a model built with the compiled basis).
+* ``basis_mode`` (``"local"``) and ``contraction`` (``"auto"``): passed to ``inkan.KANLayer``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from adapters.base import (
+    Adapter,
+    AdapterError,
+    AdapterUnavailableError,
+    ModelSpec,
+    isolated_rng,
+    package_version,
+)
+
+log = logging.getLogger(__name__)
+
+_DEFAULTS = {"compile_basis": "auto", "basis_mode": "local", "contraction": "auto"}
+
+
+class InkanNet(nn.Module):
+    """inkan ``KANLayer`` s in sequence, with the compiled-basis fallback of the adapter."""
+
+    def __init__(self, layers: list[nn.Module], compile_requested: bool, on_resolved=None) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        #: True while the compiled basis is in use (None: not yet run)
+        self.compiled_basis: bool | None = None if compile_requested else False
+        self._on_resolved = on_resolved
+
+    def _use_eager_basis(self) -> None:
+        from inkan import layer as inkan_layer
+
+        for layer in self.layers:
+            layer._basis_fn = inkan_layer._BASIS_FNS[(layer.basis_mode, False)]
+        self.compiled_basis = False
+        if self._on_resolved is not None:
+            self._on_resolved(False)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled_basis is None:  # first call with the compiled basis: may not compile
+            try:
+                y = self._run(x)
+            except Exception as exc:  # torch.compile failures come in many types
+                log.warning("inkan: compiled basis unavailable (%s); using the eager basis", exc)
+                self._use_eager_basis()
+                return self._run(x)
+            self.compiled_basis = True
+            if self._on_resolved is not None:
+                self._on_resolved(True)
+            return y
+        return self._run(x)
+
+
+class InkanAdapter(Adapter):
+    name = "inkan"
+    family = "kan"
+    option_keys = frozenset(_DEFAULTS)
+
+    def __init__(self) -> None:
+        self._last_compiled: bool | None = None
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            import inkan  # noqa: F401
+        except Exception as exc:
+            return f"inkan cannot be imported ({type(exc).__name__}: {exc}); pip install inkan"
+        return None
+
+    def provenance(self) -> dict[str, str]:
+        compiled = {None: "unknown", True: "true", False: "false"}[self._last_compiled]
+        return {
+            "provider": "inkan",
+            "version": package_version("inkan") or "unknown",
+            "compiled_basis": compiled,
+        }
+
+    def _options(self, spec: ModelSpec) -> dict:
+        self.check_options(spec)
+        if spec.k != 3:
+            raise AdapterError(f"inkan supports cubic splines only (k=3), got k={spec.k}")
+        return {**_DEFAULTS, **spec.options}
+
+    def build(self, spec, in_dim, out_dim, seed, device="cpu", dtype=torch.float32):
+        opts = self._options(spec)
+        reason = self.unavailable_reason()
+        if reason is not None:
+            raise AdapterUnavailableError(f"adapter 'inkan' cannot run: {reason}")
+        from inkan import KANLayer
+
+        from adapters.mlp import ACTIVATIONS
+
+        if spec.activation not in ACTIVATIONS:
+            raise AdapterError(
+                f"inkan: unknown activation '{spec.activation}'; "
+                f"expected one of {', '.join(sorted(ACTIVATIONS))}"
+            )
+        want = opts["compile_basis"]
+        compile_requested = want is True or (want == "auto" and hasattr(torch, "compile"))
+        widths = spec.widths(in_dim, out_dim)
+        with isolated_rng(seed):
+            layers = [
+                KANLayer(
+                    a,
+                    b,
+                    grid_size=spec.grid,
+                    spline_order=3,
+                    base_activation=ACTIVATIONS[spec.activation],
+                    grid_range=tuple(spec.grid_range),
+                    compile_basis=compile_requested,
+                    basis_mode=opts["basis_mode"],
+                    contraction=opts["contraction"],
+                )
+                for a, b in zip(widths[:-1], widths[1:])
+            ]
+        model = InkanNet(layers, compile_requested, self._record).to(device=device, dtype=dtype)
+        self._last_compiled = model.compiled_basis
+        return model
+
+    def _record(self, compiled: bool) -> None:
+        self._last_compiled = compiled
+
+    def param_count(self, spec, in_dim, out_dim):
+        # packed weight per layer: in*(G+3) spline coefficients + in base weights per output
+        self._options(spec)
+        widths = spec.widths(in_dim, out_dim)
+        return sum(a * b * (spec.grid + 3 + 1) for a, b in zip(widths[:-1], widths[1:]))
+
+    def spline_coefficients(self, model):
+        """Each layer's packed weight ``(out, in*(G+3) + in)``: inkan's only parameter, spline
+        coefficients first and the ``in`` base weights per output last (its ``spline_weight``
+        is a view of the first part, not a parameter of its own)."""
+        return [layer.weight for layer in model.layers]

@@ -1,0 +1,216 @@
+"""Speed report: pytest-benchmark JSON (from ``tests/benchmarks``) to Markdown and HTML.
+
+For every kind of measurement (forward, backward, train step) and configuration it lists each
+implementation's median time as a ratio to the parameter-matched MLP of the same
+configuration, its peak step memory where recorded, and the native kernel's time as a ratio
+to the fastest *other* KAN implementation.
+
+The benchmarks put ``impl``, ``family``, ``config`` and ``kind`` in each entry's
+``extra_info``; entries without them fall back to the group name ("<kind> <config>") and the
+``impl`` test parameter.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import Environment
+
+from bench.errors import KanbenchError
+
+BASELINE = "mlp"
+NATIVE = "native"
+
+
+class SpeedReportError(KanbenchError):
+    """A benchmark JSON file that cannot be turned into a speed report."""
+
+
+@dataclass
+class Entry:
+    kind: str
+    config: str
+    impl: str
+    family: str
+    median: float
+    minimum: float
+    rounds: int
+    peak_bytes: int | None
+    ratio: float | None = None  # median / matched MLP median
+
+
+@dataclass
+class Group:
+    kind: str
+    config: str
+    entries: list[Entry]
+    native_vs_best: float | None
+    best_other: str | None
+
+
+def _entry(raw: dict, path: Path) -> Entry:
+    info = raw.get("extra_info") or {}
+    params = raw.get("params") or {}
+    group = raw.get("group") or ""
+    kind = info.get("kind") or (group.split(" ", 1)[0] if group else "")
+    config = info.get("config") or (group.split(" ", 1)[1] if " " in group else group)
+    impl = info.get("impl") or params.get("impl") or raw.get("name", "?")
+    stats = raw.get("stats")
+    if not isinstance(stats, dict) or "median" not in stats:
+        raise SpeedReportError(f"{path}: benchmark {raw.get('name')!r} has no stats.median")
+    family = info.get("family") or ("mlp" if impl == BASELINE else "kan")
+    peak = info.get("peak_step_bytes")
+    return Entry(
+        kind=kind or "?",
+        config=config or "?",
+        impl=str(impl),
+        family=family,
+        median=float(stats["median"]),
+        minimum=float(stats.get("min", stats["median"])),
+        rounds=int(stats.get("rounds", 0)),
+        peak_bytes=int(peak) if peak is not None else None,
+    )
+
+
+def load_groups(json_path: str | Path) -> tuple[list[Group], dict]:
+    """Entries grouped by (kind, config), ratios filled in; plus the machine info."""
+    path = Path(json_path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpeedReportError(f"{path}: no such file; run pytest tests/benchmarks "
+                               "--benchmark-json=FILE first") from None
+    except json.JSONDecodeError as exc:
+        raise SpeedReportError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise SpeedReportError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
+    by_key: dict[tuple[str, str], list[Entry]] = {}
+    for raw in data["benchmarks"]:
+        e = _entry(raw, path)
+        by_key.setdefault((e.kind, e.config), []).append(e)
+    groups = []
+    for (kind, config), entries in by_key.items():
+        entries.sort(key=lambda e: e.median)
+        base = next((e for e in entries if e.impl == BASELINE), None)
+        for e in entries:
+            e.ratio = e.median / base.median if base and base.median > 0 else None
+        native = next((e for e in entries if e.impl == NATIVE), None)
+        others = [e for e in entries if e.family == "kan" and e.impl != NATIVE]
+        best = min(others, key=lambda e: e.median) if others else None
+        ratio = native.median / best.median if native and best and best.median > 0 else None
+        groups.append(Group(kind, config, entries, ratio, best.impl if best else None))
+    order = {"forward": 0, "backward": 1, "train_step": 2}
+    groups.sort(key=lambda g: (order.get(g.kind, 9), g.kind, _config_key(g.config)))
+    return groups, data.get("machine_info") or {}
+
+
+def _config_key(config: str):
+    # "[784,64,10] b256 G5" sorts by widths then grid numerically
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", config)]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f}"
+
+
+def _x(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+def _mib(nbytes: int | None) -> str:
+    return "-" if nbytes is None else f"{nbytes / 2**20:.1f}"
+
+
+_MD = """\
+# Speed report
+
+Source: `{{ source }}`{% if machine %} | {{ machine }}{% endif %}
+
+Times are medians over the timed rounds; **vs MLP** divides by the parameter-matched MLP of
+the same configuration; **native vs best other KAN** divides the native kernel's time by the
+fastest other KAN implementation's.
+
+## Summary: native vs best other KAN
+| kind | config | native vs MLP | best other KAN | native vs it |
+|---|---|---|---|---|
+{% for g in groups %}| {{ g.kind }} | {{ g.config }} | {{ x(native_ratio(g)) }} | {{ g.best_other or "-" }} | {{ x(g.native_vs_best) }} |
+{% endfor %}
+{% for g in groups %}
+## {{ g.kind }} {{ g.config }}
+| implementation | median ms | min ms | vs MLP | peak step MiB |
+|---|---|---|---|---|
+{% for e in g.entries %}| {{ e.impl }} | {{ ms(e.median) }} | {{ ms(e.minimum) }} | {{ x(e.ratio) }} | {{ mib(e.peak_bytes) }} |
+{% endfor %}{% if g.native_vs_best is not none %}
+native vs fastest other KAN ({{ g.best_other }}): **{{ x(g.native_vs_best) }}**
+{% endif %}{% endfor %}"""
+
+_HTML = """\
+<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>kanbench speed report</title>
+<style>
+body{font-family:sans-serif;margin:2em;max-width:70em}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}
+th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:right}
+th:first-child,td:first-child{text-align:left}
+tr.native{font-weight:bold}
+.good{color:#060}.bad{color:#a00}
+</style></head><body>
+<h1>Speed report</h1>
+<p>Source: <code>{{ source }}</code>{% if machine %} &middot; {{ machine }}{% endif %}</p>
+<p>Times are medians over the timed rounds; <em>vs MLP</em> divides by the parameter-matched
+MLP of the same configuration; <em>native vs best other KAN</em> divides the native kernel's
+time by the fastest other KAN implementation's.</p>
+<h2>Summary: native vs best other KAN</h2>
+<table><tr><th>kind</th><th>config</th><th>native vs MLP</th><th>best other KAN</th><th>native vs it</th></tr>
+{% for g in groups %}<tr><td>{{ g.kind }}</td><td>{{ g.config }}</td><td>{{ x(native_ratio(g)) }}</td>
+<td>{{ g.best_other or "-" }}</td>
+<td class="{{ 'good' if g.native_vs_best is not none and g.native_vs_best < 1 else 'bad' }}">{{ x(g.native_vs_best) }}</td></tr>
+{% endfor %}</table>
+{% for g in groups %}<h2>{{ g.kind }} {{ g.config }}</h2>
+<table><tr><th>implementation</th><th>median ms</th><th>min ms</th><th>vs MLP</th><th>peak step MiB</th></tr>
+{% for e in g.entries %}<tr{% if e.impl == native %} class="native"{% endif %}><td>{{ e.impl }}</td><td>{{ ms(e.median) }}</td>
+<td>{{ ms(e.minimum) }}</td><td>{{ x(e.ratio) }}</td><td>{{ mib(e.peak_bytes) }}</td></tr>
+{% endfor %}</table>
+{% if g.native_vs_best is not none %}<p>native vs fastest other KAN ({{ g.best_other }}): <strong>{{ x(g.native_vs_best) }}</strong></p>{% endif %}
+{% endfor %}</body></html>
+"""
+
+
+def _native_ratio(g: Group) -> float | None:
+    e = next((e for e in g.entries if e.impl == NATIVE), None)
+    return e.ratio if e else None
+
+
+def speed_report(json_path: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``speed_report.md`` and ``speed_report.html`` into ``out_dir``; return their paths."""
+    groups, machine = load_groups(json_path)
+    if not groups:
+        raise SpeedReportError(f"{json_path}: no benchmarks in the file")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    machine_text = ", ".join(
+        str(machine[k]) for k in ("node", "processor", "cpu") if isinstance(machine.get(k), str) and machine[k]
+    )
+    if isinstance(machine.get("cpu"), dict):
+        machine_text = ", ".join(filter(None, [machine_text, machine["cpu"].get("brand_raw")]))
+    context = dict(
+        groups=groups,
+        source=str(json_path),
+        machine=machine_text,
+        native=NATIVE,
+        ms=_ms,
+        x=_x,
+        mib=_mib,
+        native_ratio=_native_ratio,
+    )
+    md_env = Environment(autoescape=False, keep_trailing_newline=True)
+    html_env = Environment(autoescape=True)
+    md_path = out / "speed_report.md"
+    html_path = out / "speed_report.html"
+    md_path.write_text(md_env.from_string(_MD).render(**context), encoding="utf-8")
+    html_path.write_text(html_env.from_string(_HTML).render(**context), encoding="utf-8")
+    return md_path, html_path

@@ -1,0 +1,85 @@
+"""bench.speed_report on a minimal pytest-benchmark-shaped JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.speed_report import SpeedReportError, load_groups, speed_report
+
+
+def _bench(kind, config, impl, family, median, peak=None):
+    info = {"impl": impl, "family": family, "config": config, "kind": kind}
+    if peak is not None:
+        info["peak_step_bytes"] = peak
+    return {
+        "group": f"{kind} {config}",
+        "name": f"test_{kind}[{impl}-{config}]",
+        "params": {"impl": impl, "cfg": config},
+        "stats": {"min": median * 0.9, "median": median, "mean": median, "rounds": 5},
+        "extra_info": info,
+    }
+
+
+@pytest.fixture
+def bench_json(tmp_path):
+    cfg = "[784,64,10] b256 G5"
+    data = {
+        "machine_info": {"node": "box", "processor": "x86_64"},
+        "benchmarks": [
+            _bench("train_step", cfg, "mlp", "mlp", 0.004, 2**20),
+            _bench("train_step", cfg, "native", "kan", 0.006, 3 * 2**20),
+            _bench("train_step", cfg, "inkan", "kan", 0.008),
+            _bench("train_step", cfg, "efficient_kan", "kan", 0.024),
+            _bench("forward", "[2,5,1] b1000 G5", "mlp", "mlp", 0.001),
+            # no extra_info: falls back to group and params
+            {"group": "forward [2,5,1] b1000 G5", "name": "x", "params": {"impl": "native"},
+             "stats": {"median": 0.002}},
+        ],
+    }
+    path = tmp_path / "BENCHMARK.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_ratios(bench_json):
+    groups, machine = load_groups(bench_json)
+    assert machine["node"] == "box"
+    fwd, step = groups  # forward sorts before train_step
+    assert fwd.kind == "forward" and [e.impl for e in fwd.entries] == ["mlp", "native"]
+    assert fwd.entries[1].ratio == pytest.approx(2.0)
+    assert fwd.native_vs_best is None and fwd.best_other is None
+    ratios = {e.impl: e.ratio for e in step.entries}
+    assert ratios == pytest.approx({"mlp": 1.0, "native": 1.5, "inkan": 2.0, "efficient_kan": 6.0})
+    assert step.best_other == "inkan"
+    assert step.native_vs_best == pytest.approx(0.75)
+
+
+def test_writes_markdown_and_html(bench_json, tmp_path):
+    md, html = speed_report(bench_json, tmp_path / "out")
+    text = md.read_text()
+    assert "| native | 6.000 | 5.400 | 1.50x | 3.0 |" in text
+    assert "native vs fastest other KAN (inkan): **0.75x**" in text
+    page = html.read_text()
+    assert page.startswith("<!doctype html>") and "<td>inkan</td>" in page and "0.75x" in page
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(SpeedReportError, match="no such file"):
+        speed_report(tmp_path / "missing.json", tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"foo": 1}')
+    with pytest.raises(SpeedReportError, match="pytest-benchmark"):
+        speed_report(bad, tmp_path)
+
+
+def test_real_quick_benchmark_json(tmp_path):
+    """The quick benchmark run's JSON, when one was produced in this checkout's CI step."""
+    import os
+
+    path = os.environ.get("KANBENCH_BENCHMARK_JSON")
+    if not path:
+        pytest.skip("set KANBENCH_BENCHMARK_JSON to a pytest-benchmark JSON to check it")
+    md, html = speed_report(path, tmp_path)
+    assert md.exists() and html.exists()

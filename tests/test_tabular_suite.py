@@ -1,0 +1,60 @@
+"""The shipped tabular suite end to end, as a user runs it (slow: CI runs it, `pytest -q` not)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SUITE = Path(__file__).resolve().parents[1] / "suites" / "tabular.yaml"
+DATASETS = ["breast_cancer", "wine", "digits", "iris", "diabetes"]
+MODELS = ["native", "efficient_kan", "pykan", "mlp"]
+
+
+def bench(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=1800)
+
+
+def test_tabular_suite_end_to_end(tmp_path):
+    started = time.perf_counter()
+    first = bench("run", str(SUITE), "-q", cwd=tmp_path)
+    elapsed = time.perf_counter() - started
+    assert first.returncode == 0, first.stderr
+    assert "60 runs: 0 already finished, ran 60 (60 ok)" in first.stdout, first.stdout
+    print(f"\ntabular suite: {elapsed:.1f}s for 60 runs")  # measured, reported, not asserted
+
+    md = (tmp_path / "reports" / "tabular.md").read_text()
+    assert (tmp_path / "reports" / "tabular.html").is_file()
+    for dataset in DATASETS:
+        assert f"## {dataset} (" in md
+    for model in MODELS:
+        rows = [line for line in md.splitlines()
+                if line.startswith((f"| {model} |", f"| **{model}** |"))]
+        assert len(rows) == len(DATASETS), model
+
+    export = bench("export", "results/tabular.sqlite", cwd=tmp_path)
+    rows = list(csv.DictReader(io.StringIO(export.stdout)))
+    assert len(rows) == 60
+    native = {(r["dataset"], r["seed"]): int(r["params"]) for r in rows if r["model"] == "native"}
+    for r in rows:
+        if r["model"] == "mlp":
+            assert abs(int(r["params"]) - native[r["dataset"], r["seed"]]) \
+                <= 0.02 * native[r["dataset"], r["seed"]]
+    accuracy = [float(r["test_metric"]) for r in rows if r["metric"] == "accuracy"]
+    assert min(accuracy) > 0.5  # every classifier learned something real
+
+    db = tmp_path / "results" / "tabular.sqlite"
+    snapshot = sqlite3.connect(db).execute("SELECT * FROM runs ORDER BY run_key").fetchall()
+    second = bench("run", str(SUITE), "-q", cwd=tmp_path)
+    assert second.returncode == 0
+    assert "60 already finished, ran 0" in second.stdout
+    assert sqlite3.connect(db).execute("SELECT * FROM runs ORDER BY run_key").fetchall() == snapshot
