@@ -19,7 +19,7 @@ import adapters
 from adapters import AdapterError, ModelSpec
 from bench.budget import Solved, solve_width
 from bench.datasets import Dataset, SplitSpec, load_dataset
-from bench.errors import BudgetError, SuiteError
+from bench.errors import BudgetError, KanbenchError, SuiteError
 from bench.suite import ModelEntry, Suite, TrainingSpec
 
 #: bump when the meaning of a stored result changes, so old runs are not reused
@@ -79,7 +79,8 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise SuiteError("device", None, f"'{requested}' requested but CUDA is not available here")
+        raise KanbenchError(f"device '{requested}' requested but CUDA is not available here; "
+                            f"use --device cpu (or device: auto in the suite)")
     return requested
 
 

@@ -123,3 +123,23 @@ def test_unavailable_adapter_is_skipped_and_suite_goes_on(write_suite, tmp_path,
     before = dump(tmp_path / "results" / "skip.sqlite")
     assert main(["run", str(path), "-q", "--no-report"]) == 0
     assert dump(tmp_path / "results" / "skip.sqlite") == before
+
+
+def test_report_is_rebuilt_from_the_store_alone(ran, capsys):
+    _, root, _ = ran
+    out_dir = root / "rebuilt"
+    assert main(["report", str(root / "results" / "e2e.sqlite"), "--out-dir", str(out_dir)]) == 0
+    rebuilt = (out_dir / "e2e.md").read_text()
+    original = (root / "reports" / "e2e.md").read_text()
+    strip = lambda text: [l for l in text.splitlines() if not l.startswith("Generated")]  # noqa: E731
+    assert strip(rebuilt) == strip(original)
+
+
+def test_cuda_request_without_cuda_is_a_clear_error(write_suite, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    path = write_suite("datasets: [iris]\nmodels: [{name: m, adapter: mlp, hidden: [2]}]\n", "dev")
+    assert main(["budget", str(path), "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
