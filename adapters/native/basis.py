@@ -107,7 +107,7 @@ def uniform_cell(
     n_cells = grid + 2 * k
     inside = (f >= 0) & (f < n_cells)
     u = t - f
-    cell = f.clamp(0, n_cells - 1).to(torch.int64)
+    cell = f.nan_to_num(nan=0.0).clamp(0, n_cells - 1).to(torch.int64)  # NaN: a valid index, not inside
     return cell, u, inside
 
 

@@ -81,6 +81,9 @@ def _segment(k: int, dtype: torch.dtype, device: torch.device, derivative: bool)
 def _locate(x: torch.Tensor, cfg: _Uniform) -> tuple[torch.Tensor, torch.Tensor]:
     """Clamped cell index (int64) and local position u of every input."""
     t = ((x - cfg.lo) * (1.0 / cfg.h) + cfg.k).clamp_(0.0, cfg.grid + 2 * cfg.k)
+    # NaN survives the clamp and would become an arbitrary index; the base branch already
+    # carries the NaN into the output, so any in-range cell will do here
+    t.nan_to_num_(nan=0.0)
     cell = t.floor()
     return cell.long(), t.sub_(cell)
 
