@@ -116,6 +116,11 @@ def writable_twin(path: Path, label: str, *inner: str) -> Path:
     ``path``'s real location."""
     if is_writable_dir(path) and all(is_writable_dir(path / sub) for sub in inner):
         return path
+    return cache_twin(path, label)
+
+
+def cache_twin(path: Path, label: str) -> Path:
+    """The folder under :func:`cache_dir` that stands in for a read-only ``path``."""
     digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
     return cache_dir() / f"{label}-{digest}"
 

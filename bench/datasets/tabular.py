@@ -210,7 +210,7 @@ def _encode(df: pd.DataFrame, numeric: list[str], categorical: list[str],
             categories: dict[str, list[Any]]) -> np.ndarray:
     blocks = [df[numeric].to_numpy(dtype=np.float64)]
     for col in categorical:
-        codes = pd.Categorical(df[col], categories=categories[col]).codes
+        codes = pd.Index(categories[col]).get_indexer(df[col])  # -1: not a training category
         onehot = np.zeros((len(df), len(categories[col])))
         rows = np.flatnonzero(codes >= 0)
         onehot[rows, codes[rows]] = 1.0
