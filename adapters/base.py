@@ -124,6 +124,16 @@ class Adapter(ABC):
         """Analytic forward FLOPs per sample, or None where not yet modelled."""
         return None
 
+    def warm_up(self, model: torch.nn.Module, x: torch.Tensor) -> bool:
+        """Run one-off work (``torch.compile``) before the training clock starts.
+
+        Called once per run with a training batch; returns whether anything was done. Must
+        leave parameters, gradients, optimiser and global RNG state as it found them. The
+        trainer records its duration separately (``warmup_time_s``), so training time
+        compares steady-state speed and the one-off cost stays visible.
+        """
+        return False
+
     # -- instrumentation -------------------------------------------------------------------
     @abstractmethod
     def spline_coefficients(self, model: torch.nn.Module) -> list[torch.Tensor]:
@@ -167,6 +177,18 @@ class Adapter(ABC):
 
     def __repr__(self) -> str:
         return f"<adapter {self.name} ({self.family})>"
+
+
+def compile_warm_up(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """Forward and backward at two batch sizes, then clear the gradients: torch.compile
+    specialises on the first shape and compiles a shape-generic kernel at the second, so
+    later batch sizes (a short last batch, evaluation chunks) compile nothing more."""
+    was_training = model.training
+    model.train()
+    for batch in (x, x[: max(1, len(x) - 1)]):
+        model(batch).float().square().mean().backward()
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,11 @@ from bench.errors import StoreError
 from bench.plan import RunSpec
 from bench.train import RunResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: statements that bring a store of version v to v + 1 (older stores are upgraded in place)
+_MIGRATIONS = {
+    1: ["ALTER TABLE runs ADD COLUMN warmup_time_s REAL"],
+}
 #: statuses that count as done: rerunning the suite does not redo them
 FINISHED = ("ok", "diverged")
 
@@ -54,6 +58,7 @@ CREATE TABLE IF NOT EXISTS runs (
     epochs INTEGER,
     steps INTEGER,
     train_time_s REAL,
+    warmup_time_s REAL,
     eval_time_s REAL,
     wall_time_s REAL,
     throughput REAL,
@@ -82,7 +87,7 @@ EXPORT_COLUMNS = [
     "run_key", "suite", "dataset", "task", "metric", "model", "impl", "impl_version", "family",
     "adapter", "arch", "scheme", "seed", "params", "budget_reference", "budget_target",
     "budget_error", "train_metric", "val_metric", "test_metric", "gap", "test_metric_last",
-    "test_metric_best_test", "best_epoch", "train_time_s", "throughput", "peak_memory_bytes",
+    "test_metric_best_test", "best_epoch", "train_time_s", "warmup_time_s", "throughput", "peak_memory_bytes",
     "epochs", "steps", "device", "threads", "status", "error", "diverged_step", "finished_at",
 ]
 
@@ -106,9 +111,16 @@ class Store:
                 if row is None:
                     self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)",
                                      (str(SCHEMA_VERSION),))
-                elif int(row[0]) != SCHEMA_VERSION:
+                elif int(row[0]) > SCHEMA_VERSION:
                     raise StoreError(f"{self.path} has schema version {row[0]}, this kanbench "
-                                     f"reads version {SCHEMA_VERSION}; use a new --store path")
+                                     f"reads up to version {SCHEMA_VERSION}; upgrade kanbench "
+                                     f"or use a new --store path")
+                else:
+                    for version in range(int(row[0]), SCHEMA_VERSION):
+                        for statement in _MIGRATIONS[version]:
+                            self._db.execute(statement)
+                    self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                                     (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a kanbench results store ({exc})") from None
 
@@ -141,7 +153,8 @@ class Store:
             "test_metric_last": result.test_metric_last,
             "test_metric_best_test": result.test_metric_best_test,
             "best_epoch": result.best_epoch, "epochs": result.epochs, "steps": result.steps,
-            "train_time_s": result.train_time_s, "eval_time_s": result.eval_time_s,
+            "train_time_s": result.train_time_s, "warmup_time_s": result.warmup_time_s,
+            "eval_time_s": result.eval_time_s,
             "wall_time_s": result.wall_time_s, "throughput": result.throughput,
             "peak_memory_bytes": result.peak_memory_bytes, "device": spec.device,
             "threads": result.threads, "status": result.status, "error": result.error,

@@ -273,3 +273,107 @@ def test_extend_grid_preserves_function(new_grid, bound):
     # least-squares error of the coarser function on the finer grid (reported in the docstring)
     assert deviation < bound
     assert (after - before).abs().max().item() < bound * 10
+
+
+# -- the fused (torch.compile'd) kernel, its eager fallback, non-finite inputs -----------------
+
+def _fused_call(layer, kernels):
+    from adapters.native.fused import FusedKAN
+
+    def f(xx, w, s, b):
+        return FusedKAN.apply(xx, w, s, b, kernels)
+
+    return f
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("k,grid", [(1, 3), (2, 4), (3, 5), (4, 2), (5, 3)])
+def test_fused_kernel_gradcheck(compiled, k, grid, monkeypatch):
+    from adapters.native import fused
+
+    if compiled:
+        monkeypatch.setenv("KANBENCH_NATIVE_COMPILE", "1")
+
+    if compiled and (k, grid) not in ((1, 3), (3, 5), (5, 3)):
+        pytest.skip("compiled variant on a subset: each configuration costs a compile")
+    layer = NativeKANLayer(3, 2, grid=grid, k=k).double()
+    with torch.no_grad():
+        layer.spline_weight.normal_()
+    kernels = fused.compiled(*layer.uniform, grid, k) if compiled else None
+    if compiled and kernels is None:
+        pytest.skip("torch.compile unavailable here")
+    kernels = kernels or fused.Kernels(*layer.uniform, grid, k, compile=False)
+    x = _edge_inputs(layer)
+    x_fd = x[:12] if k == 1 else x  # linear splines: the derivative jumps at the knots
+    params = [p.detach().clone().requires_grad_(True) for p in (layer.spline_weight, layer.spline_scaler, layer.base_weight)]
+    inp = x_fd.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(_fused_call(layer, kernels), (inp, *params), eps=1e-7, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_fused_kernel_matches_reference_path(k, dtype):
+    layer = NativeKANLayer(5, 4, grid=6, k=k, contraction="fused").to(dtype)
+    with torch.no_grad():
+        layer.spline_weight.normal_()
+    x = _edge_inputs(layer).to(dtype).requires_grad_(True)
+    y = layer(x)
+    g = torch.randn_like(y)
+    params = [x, layer.spline_weight, layer.spline_scaler, layer.base_weight]
+    got = torch.autograd.grad(y, params, g)
+    want = torch.autograd.grad(layer.reference_forward(x), params, g)
+    tol = dict(atol=1e-12, rtol=1e-10) if dtype == torch.float64 else dict(atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(y, layer.reference_forward(x), **tol)
+    rows = slice(0, 12) if k == 1 else slice(None)
+    torch.testing.assert_close(got[0][rows], want[0][rows], **tol)
+    for a, b in zip(got[1:], want[1:]):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_auto_falls_back_to_eager_when_compile_is_off_or_fails(monkeypatch):
+    from adapters.native import fused
+
+    torch.manual_seed(0)
+    ref = NativeKANLayer(6, 3, grid=5, k=3, contraction="dense")
+    x = torch.rand(40, 6) * 2 - 1
+
+    def check():
+        layer = NativeKANLayer(6, 3, grid=5, k=3)
+        layer.load_state_dict(ref.state_dict())
+        y = layer(x)
+        y.sum().backward()
+        torch.testing.assert_close(y, ref(x), atol=1e-6, rtol=1e-6)
+        assert layer.spline_weight.grad is not None
+
+    monkeypatch.setenv("KANBENCH_NATIVE_COMPILE", "0")
+    check()
+    assert adapters.get("native").provenance()["compiled_kernel"] == "false"
+    monkeypatch.delenv("KANBENCH_NATIVE_COMPILE")
+
+    def broken_compile(fn, **kwargs):
+        def raises(*args):
+            raise RuntimeError("no C++ compiler")
+        return raises
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(fused, "_cache", {})
+    check()  # the first call falls back to the eager twin, later ones to dense/sparse
+    check()
+    assert adapters.get("native").provenance()["compiled_kernel"] == "false"
+
+
+@pytest.mark.parametrize("mode", ["auto", "fused", "dense", "sparse", "reference"])
+def test_non_finite_inputs_give_nan_not_a_crash(mode):
+    layer = NativeKANLayer(4, 3, grid=5, k=3, contraction=mode)
+    x = torch.rand(6, 4) * 2 - 1
+    x[1, 2] = float("nan")
+    x[3, 0] = float("inf")
+    x[4, 1] = -float("inf")
+    x.requires_grad_(True)
+    y = layer(x)
+    assert torch.isnan(y[1]).all() and torch.isnan(y[4]).all()  # silu(NaN), silu(-inf) = NaN
+    assert not torch.isfinite(y[3]).any()
+    assert torch.isfinite(y[[0, 2, 5]]).all()
+    loss = torch.nn.functional.cross_entropy(y, torch.zeros(6, dtype=torch.long))
+    assert torch.isnan(loss)
+    loss.backward()  # no crash in the backward either

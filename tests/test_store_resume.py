@@ -110,3 +110,40 @@ def test_open_missing_store_is_a_clear_error(tmp_path, capsys):
 
     assert main(["report", str(tmp_path / "none.sqlite")]) == 2
     assert "no results store" in capsys.readouterr().err
+
+
+def test_store_of_an_older_schema_is_upgraded_in_place(write_suite, tmp_path):
+    """A store written before ``warmup_time_s`` existed keeps its runs and still skips them."""
+    path = write_suite(SUITE.replace("epochs: 30", "epochs: 1").replace("[0, 1, 2, 3]", "[0]"))
+    plan = build_plan(suite_mod.load(path), path)
+    store_path = tmp_path / "old.sqlite"
+    with Store(store_path) as store:
+        execute(plan, store)
+    db = sqlite3.connect(store_path)  # make it a version-1 store: no warmup_time_s column
+    with db:
+        db.execute("ALTER TABLE runs DROP COLUMN warmup_time_s")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.close()
+    before = rows(store_path)
+    with Store(store_path) as store:
+        assert "warmup_time_s" in store.runs().columns
+        again = execute(plan, store)
+    assert again.ran == 0 and again.reused == len(plan.runs)
+    assert rows(store_path) == before
+    db = sqlite3.connect(store_path)
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+    db.close()
+
+
+def test_store_of_a_newer_schema_is_refused(tmp_path):
+    store_path = tmp_path / "new.sqlite"
+    Store(store_path).close()
+    db = sqlite3.connect(store_path)
+    with db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    db.close()
+    import pytest
+
+    from bench.errors import StoreError
+    with pytest.raises(StoreError, match="schema version 99"):
+        Store(store_path)

@@ -123,3 +123,35 @@ def test_callbacks_see_every_step_and_epoch(write_suite):
     r = fit(plan.runs[0], plan.datasets["iris"], adapters.get("mlp"), callbacks=[c])
     assert c.started and c.epochs == 2 and c.steps == r.steps == 2 * math.ceil(96 / 50)
     assert r.curves[-1]["custom"] == r.steps
+
+
+def test_compile_warm_up_leaves_the_model_as_it_found_it():
+    from adapters.base import compile_warm_up
+
+    model = adapters.get("native").build(adapters.ModelSpec(hidden=[4]), 6, 3, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    compile_warm_up(model, torch.randn(9, 6))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_compiled_native_is_warmed_up_outside_the_training_clock(write_suite, compile_on, monkeypatch):
+    """With compiling on, the run records the compilation on its own and says the compiled
+    kernel ran; the trained model equals the eager kernel's up to float rounding."""
+    text = """
+        seeds: [0]
+        training: {epochs: 3, batch_size: 16}
+        datasets: [wine]
+        models: [{name: kan, adapter: native, hidden: [4]}]
+    """
+    plan = plan_for(write_suite, text)
+    compiled = fit(plan.runs[0], plan.datasets["wine"], adapters.get("native"))
+    if compiled.provenance.get("compiled_kernel") != "true":
+        pytest.skip("torch.compile does not work here")
+    assert compiled.status == "ok", compiled.error
+    assert compiled.warmup_time_s is not None and compiled.warmup_time_s > 0
+    monkeypatch.setenv("KANBENCH_NATIVE_COMPILE", "0")
+    eager = fit(plan.runs[0], plan.datasets["wine"], adapters.get("native"))
+    assert eager.warmup_time_s is None and eager.provenance["compiled_kernel"] == "false"
+    for a, b in zip(compiled.curves, eager.curves):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from adapters.base import Adapter, ModelSpec, isolated_rng, package_version
+from adapters.base import Adapter, ModelSpec, compile_warm_up, isolated_rng, package_version
+from adapters.native import fused
 from adapters.native.layer import NativeKAN, NativeKANLayer
 
 __all__ = ["NativeAdapter", "NativeKAN", "NativeKANLayer"]
 
 #: bumped whenever the kernel's numerics or parameterisation change
-KERNEL_VERSION = "1"
+KERNEL_VERSION = "2"
 
 _DEFAULTS = {
     "scale_noise": 0.1,
@@ -34,7 +35,26 @@ class NativeAdapter(Adapter):
 
     def provenance(self) -> dict[str, str]:
         version = package_version("kanbench") or "unknown"
-        return {"provider": "kanbench-native", "version": f"{version}+kernel{KERNEL_VERSION}"}
+        # "true": the last layer call ran torch.compile'd kernels; "false": eager only (compile
+        # off, unavailable or failed); "unknown": no call yet and compiling is allowed
+        if not fused.enabled():
+            compiled = "false"
+        else:
+            compiled = {None: "unknown", True: "true", False: "false"}[fused.last_compiled]
+        return {
+            "provider": "kanbench-native",
+            "version": f"{version}+kernel{KERNEL_VERSION}",
+            "compiled_kernel": compiled,
+        }
+
+    def warm_up(self, model: NativeKAN, x: torch.Tensor) -> bool:
+        """Compile the fused kernels (when compiling is on) before the clock starts."""
+        if not fused.enabled() or not any(
+            layer.uniform is not None and layer.contraction in ("auto", "fused") for layer in model.layers
+        ):
+            return False
+        compile_warm_up(model, x)
+        return True
 
     def build(
         self,

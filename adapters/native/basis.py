@@ -107,7 +107,9 @@ def uniform_cell(
     n_cells = grid + 2 * k
     inside = (f >= 0) & (f < n_cells)
     u = t - f
-    cell = f.nan_to_num(nan=0.0).clamp(0, n_cells - 1).to(torch.int64)  # NaN: a valid index, not inside
+    # NaN has no cell: send it to cell 0 (``inside`` is False, so its values are zeroed) rather
+    # than casting NaN to int64 (-2^63, an out-of-bounds index)
+    cell = f.nan_to_num(nan=0.0).clamp(0, n_cells - 1).to(torch.int64)
     return cell, u, inside
 
 

@@ -113,6 +113,8 @@ def build_context(store: Store, out_dir: Path, suite_name: str) -> dict[str, Any
                 notes.append(f"{r.errors} failed")
             if r.skipped:
                 notes.append(f"skipped: {r.skip_reason}")
+            if not math.isnan(r.warmup_time_s_mean):
+                notes.append(f"compile {r.warmup_time_s_mean:.3g} s per run, not in train time")
             rows.append({
                 "model": r.model, "scheme": r.scheme, "family": r.family, "impl": r.impl or "-",
                 "arch": r.arch, "params": f"{r.params:,}" if r.params else "-",

@@ -44,7 +44,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             if (g.status == "skipped").any() else None,
         }
         for col in ("test_metric", "train_metric", "val_metric", "gap", "train_time_s",
-                    "throughput", "best_epoch", "test_metric_best_test", "test_metric_last"):
+                    "warmup_time_s", "throughput", "best_epoch", "test_metric_best_test", "test_metric_last"):
             row[f"{col}_mean"], row[f"{col}_std"] = _mean_std(ok[col])
         rows.append(row)
     table = pd.DataFrame(rows)

@@ -1,0 +1,249 @@
+"""The fused kernel of the native layer: base and spline branches as ONE matrix product.
+
+Per input ``i`` the layer's output is ``silu(x_i) w_base + sum_j B_j(x_i) w_spline_j``: a dot
+product of the ``G + k + 1`` *columns* ``[B_0(x_i) .. B_{G+k-1}(x_i), silu(x_i)]`` with a packed
+weight. So a whole layer is ``y = C @ W.T`` with ``C`` ``(batch, in * (G + k + 1))`` and ``W``
+``(out, in * (G + k + 1))`` rebuilt from the parameters every call (``in * out * (G + k + 1)``
+multiplies: cheap next to the product). The backward is two products with the same matrices,
+``dW = dy.T @ C`` (split back into base weight, spline weight and scaler) and, only when ``x``
+needs a gradient, ``dC = dy @ W`` reduced against the column slopes ``dC/dx``.
+
+Building ``C`` is one elementwise pass from ``x``: for each ``(b, i)`` the cell ``c`` and local
+position ``u`` (see basis.py), then per column ``j`` the value of the one cardinal segment
+``r = j - c + k`` (zero unless ``0 <= r <= k``). In eager PyTorch that is a dozen
+``(batch, in, G + k)`` temporaries; compiled by inductor it is one loop that evaluates the
+``k + 1`` segment polynomials once per input and writes each row of ``C`` once - the reason this
+path exists. :func:`compiled` compiles one kernel per layer configuration and returns None when
+``torch.compile`` is unavailable or fails, and the layer then uses its eager contractions.
+
+NaN inputs never index anything here (all arithmetic stays in floating point): their basis
+columns are zero and the ``silu`` column carries the NaN into the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import types
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from adapters.native.basis import _segment_tables
+
+log = logging.getLogger(__name__)
+
+#: set KANBENCH_NATIVE_COMPILE=0 to never compile (the eager contractions are used)
+_ENV_SWITCH = "KANBENCH_NATIVE_COMPILE"
+
+
+def _segment_value(u: torch.Tensor, rows: tuple[tuple[float, ...], ...], r: int) -> torch.Tensor:
+    """``sum_p u^p rows[p][r]`` by Horner's rule (Python-float coefficients: inlined constants)."""
+    out = u * 0 + rows[-1][r]
+    for p in range(len(rows) - 2, -1, -1):
+        out = out * u + rows[p][r]
+    return out
+
+
+def _pick_segment(u, slot, rows, k):
+    """Per column, the segment polynomial of its slot ``r = j - c + k``; zero for other slots."""
+    out = torch.zeros((), dtype=u.dtype, device=u.device)
+    for r in range(k + 1):
+        out = torch.where(slot == r, _segment_value(u, rows, r), out)
+    return out
+
+
+def _make_kernels(lo: float, h: float, grid: int, k: int):
+    """The kernels of one layer configuration by name, as plain functions (:class:`Kernels`
+    compiles them): ``columns(x)``, ``input_grad(dC, x)`` and the forward / backward composites
+    of the fused contraction; ``padded_table`` and :func:`split_scaled`, the parameter-sized
+    elementwise passes of the sparse contraction (eager, they are several passes over
+    ``in*out*(G+k)`` elements each; at G = 50 they were a sixth of the sparse step).
+
+    Column order: basis-major, ``C`` viewed ``(B, G + k + 1, in)`` (column ``j * in + i``), so
+    the inner loop of the kernel that builds ``C`` runs over the inputs, contiguous in ``x``
+    and in ``C``: 1.4 ms at [784, 64, 10], batch 256, G = 5, against 3.5 ms input-major
+    (``(B, in, G + k + 1)``, whose short rows of 9 make inductor evaluate each input
+    scalar). Input-major would make packing ``W`` a plain copy instead of a transpose, but at
+    [1000, 1000, 1], batch 100, where ``W`` is 90 times ``C``, the two orders timed the same."""
+    inv_h = 1.0 / h
+    n_cells = grid + 2 * k
+    nb = grid + k
+    values_rows, slope_rows = _segment_tables(k)
+
+    def locate(x):
+        """``u``, the segment ``slot`` of every basis column, and the span mask, shaped to
+        broadcast against the basis columns."""
+        t = (x - lo) * inv_h + k  # position in units of h from the first knot
+        c = torch.floor(t)
+        inside = (t >= 0) & (t < n_cells)
+        j = torch.arange(nb, dtype=x.dtype, device=x.device).view(-1, 1)
+        return (t - c).unsqueeze(1), j - c.unsqueeze(1) + k, inside.unsqueeze(1)
+
+    def columns(x):
+        u, slot, inside = locate(x)
+        basis = torch.where(inside, _pick_segment(u, slot, values_rows, k), 0.0)
+        return torch.cat([basis, F.silu(x).unsqueeze(1)], 1).view(x.shape[0], -1)
+
+    def input_grad(dcols, x):
+        u, slot, inside = locate(x)
+        # outside the knot span the basis is identically zero: no slope there
+        slope = torch.where(inside, _pick_segment(u, slot, slope_rows, k) * inv_h, 0.0)
+        sig = torch.sigmoid(x)
+        dsilu = sig * (1 + x * (1 - sig))
+        dcols = dcols.view(x.shape[0], nb + 1, x.shape[1])
+        return (dcols[:, :nb] * slope).sum(1) + dcols[:, nb] * dsilu
+
+    def pack(spline_weight, spline_scaler, base_weight):
+        """``W`` ``(out, (G + k + 1) * in)`` in the column order of ``C``."""
+        scaled = (spline_weight * spline_scaler.unsqueeze(-1)).transpose(1, 2)  # (out, nb, in)
+        return torch.cat([scaled, base_weight.unsqueeze(1)], 1).reshape(spline_weight.shape[0], -1)
+
+    def unpack(gpacked, spline_weight, spline_scaler):
+        """Split ``dW`` into the gradients of spline weight, spline scaler and base weight.
+
+        Each is returned contiguous, in its parameter's layout: a transposed gradient would be
+        stored as is and make every optimiser pass over it strided (and a view of ``dW`` would
+        keep all of ``dW`` alive until the optimiser step)."""
+        n_out, n_in, _ = spline_weight.shape
+        gpacked = gpacked.view(n_out, nb + 1, n_in)
+        gscaled = gpacked[:, :nb].transpose(1, 2)
+        gw = (gscaled * spline_scaler.unsqueeze(-1)).contiguous()
+        gs = (gscaled * spline_weight).sum(-1).contiguous()
+        return gw, gs, gpacked[:, nb].contiguous()
+
+    def padded_table(spline_weight, spline_scaler):
+        """The sparse contraction's table (see layer.py): scaled spline weights ``(in, P, out)``
+        with k zero rows before and k + 1 after the G + k real ones."""
+        scaled = (spline_weight * spline_scaler.unsqueeze(-1)).permute(1, 2, 0)
+        return F.pad(scaled, (0, 0, k, k + 1))
+
+    # the layer calls these composites: one compiled call per layer and direction (each call
+    # of a compiled function costs a guard check, ~10-30 us: it shows on small layers)
+    def forward(x, spline_weight, spline_scaler, base_weight):
+        w = pack(spline_weight, spline_scaler, base_weight)
+        cols = columns(x)
+        return cols @ w.t(), cols, w
+
+    def backward_weights(grad_out, cols, spline_weight, spline_scaler):
+        return unpack(grad_out.t() @ cols, spline_weight, spline_scaler)
+
+    def backward_all(grad_out, cols, w, x, spline_weight, spline_scaler):
+        return input_grad(grad_out @ w, x), *backward_weights(grad_out, cols, spline_weight, spline_scaler)
+
+    return dict(
+        columns=columns,
+        input_grad=input_grad,
+        forward=forward,
+        backward_weights=backward_weights,
+        backward_all=backward_all,
+        padded_table=padded_table,
+        split_scaled=split_scaled,
+    )
+
+
+def split_scaled(gscaled, spline_weight, spline_scaler):
+    """Gradients of spline weight and scaler from that of the scaled weights ``(out, in, nb)``."""
+    return (gscaled * spline_scaler.unsqueeze(-1)).contiguous(), (gscaled * spline_weight).sum(-1).contiguous()
+
+
+def _own_code(fn: Callable, tag: str) -> Callable:
+    """A copy of ``fn`` with its own code object. Dynamo keeps its compile cache - and its limit
+    of 8 variants - per code object; the kernels of all configurations are closures over the
+    same code, so without a copy each would evict or exceed the others'."""
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{tag}")
+    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+
+
+class Kernels:
+    """The kernels of one configuration, called by name (``kernels.forward(...)``): compiled,
+    each falling back to its eager twin for good if a call fails to compile (compilation
+    happens at the first call of each shape and dtype)."""
+
+    def __init__(self, lo: float, h: float, grid: int, k: int, compile: bool = True):
+        self.key = (grid, k)
+        self._eager = _make_kernels(lo, h, grid, k)
+        self._compiled = None
+        if compile:
+            tag = f"k{k}_g{grid}_{len(_cache)}"
+            self._compiled = {
+                name: torch.compile(_own_code(fn, tag), fullgraph=True, options=_INDUCTOR_OPTIONS)
+                for name, fn in self._eager.items()
+            }
+
+    @property
+    def is_compiled(self) -> bool:
+        return self._compiled is not None
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name not in self._eager:
+            raise AttributeError(name)
+        return lambda *args: self._call(name, *args)
+
+    def _call(self, name: str, *args):
+        global last_compiled
+        if self._compiled is not None:
+            try:
+                out = self._compiled[name](*args)
+                last_compiled = True
+                return out
+            except Exception as exc:  # torch.compile failures come in many types
+                log.debug("native: torch.compile of the fused kernel failed for G=%d k=%d (%s: %s); "
+                          "using eager kernels", *self.key, type(exc).__name__, exc)
+                self._compiled = None
+        last_compiled = False
+        return self._eager[name](*args)
+
+
+#: inductor parallelises a loop from 512 elements per thread; waking the second OpenMP thread
+#: then costs more than the loop (and much more while other processes hold the cores), so
+#: parallelise only from ATen's own grain size, 32768 elements per thread
+_INDUCTOR_OPTIONS = {"cpp.min_chunk_size": 32768}
+
+_cache: dict = {}
+#: whether the last kernel call ran compiled (None: none has run in this process)
+last_compiled: bool | None = None
+
+
+def enabled() -> bool:
+    """Whether the fused path may be compiled (``KANBENCH_NATIVE_COMPILE=0`` switches it off)."""
+    return os.environ.get(_ENV_SWITCH, "1") not in ("0", "false", "no") and hasattr(torch, "compile")
+
+
+def compiled(lo: float, h: float, grid: int, k: int) -> Kernels | None:
+    """The compiled kernels of a configuration, or None when compiling is off or has failed."""
+    if not enabled():
+        return None
+    key = (lo, h, grid, k)
+    if key not in _cache:
+        _cache[key] = Kernels(lo, h, grid, k)
+    kernels = _cache[key]
+    return kernels if kernels.is_compiled else None
+
+
+class FusedKAN(torch.autograd.Function):
+    """``y = C(x) @ W.T`` with the hand-written backward described in the module docstring."""
+
+    @staticmethod
+    def forward(ctx, x, spline_weight, spline_scaler, base_weight, kernels: Kernels):
+        y, cols, w = kernels.forward(x, spline_weight, spline_scaler, base_weight)
+        ctx.kernels = kernels
+        need_x = ctx.needs_input_grad[0]
+        ctx.save_for_backward(x, cols, spline_weight, spline_scaler, w if need_x else None)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, cols, spline_weight, spline_scaler, w = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        gx = None
+        if ctx.needs_input_grad[0]:
+            gx, gw, gs, gb = ctx.kernels.backward_all(grad_out, cols, w, x, spline_weight, spline_scaler)
+        else:
+            gw, gs, gb = ctx.kernels.backward_weights(grad_out, cols, spline_weight, spline_scaler)
+        if gb.untyped_storage().nbytes() > gb.numel() * gb.element_size():
+            # with one output row, inductor returns that row of dW as a view (it counts as
+            # contiguous): copy it, or dW stays alive as the gradient's storage
+            gb = gb.clone()
+        return gx, gw, gs, gb, None
