@@ -200,7 +200,7 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     if adapter.warm_up(model, x_train[: t.batch_size]):
         _sync(device)
         result.warmup_time_s = time.perf_counter() - tick
-        result.provenance = adapter.provenance()  # e.g. whether the compiled kernel was used
+    result.provenance = adapter.provenance()  # of this model: e.g. whether a kernel compiled
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for cb in callbacks:

@@ -334,11 +334,13 @@ def test_auto_falls_back_to_eager_when_compile_is_off_or_fails(monkeypatch):
     from adapters.native import fused
 
     torch.manual_seed(0)
-    ref = NativeKANLayer(6, 3, grid=5, k=3, contraction="dense")
-    x = torch.rand(40, 6) * 2 - 1
+    n_in = 512  # wide enough for "auto" to compile: 512 * (5 + 3 + 1) columns
+    ref = NativeKANLayer(n_in, 3, grid=5, k=3, contraction="dense")
+    x = torch.rand(40, n_in) * 2 - 1
 
     def check():
-        layer = NativeKANLayer(6, 3, grid=5, k=3)
+        layer = NativeKANLayer(n_in, 3, grid=5, k=3)
+        assert layer.compiles() == fused.enabled()
         layer.load_state_dict(ref.state_dict())
         y = layer(x)
         y.sum().backward()
@@ -347,7 +349,7 @@ def test_auto_falls_back_to_eager_when_compile_is_off_or_fails(monkeypatch):
 
     monkeypatch.setenv("KANBENCH_NATIVE_COMPILE", "0")
     check()
-    assert adapters.get("native").provenance()["compiled_kernel"] == "false"
+    assert fused.compiled(*ref.uniform, 5, 3) is None  # the layer ran eager
     monkeypatch.delenv("KANBENCH_NATIVE_COMPILE")
 
     def broken_compile(fn, **kwargs):
@@ -359,7 +361,7 @@ def test_auto_falls_back_to_eager_when_compile_is_off_or_fails(monkeypatch):
     monkeypatch.setattr(fused, "_cache", {})
     check()  # the first call falls back to the eager twin, later ones to dense/sparse
     check()
-    assert adapters.get("native").provenance()["compiled_kernel"] == "false"
+    assert fused.compiled(*ref.uniform, 5, 3) is None  # the layer ran eager
 
 
 @pytest.mark.parametrize("mode", ["auto", "fused", "dense", "sparse", "reference"])

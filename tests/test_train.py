@@ -142,9 +142,9 @@ def test_compiled_native_is_warmed_up_outside_the_training_clock(write_suite, co
         seeds: [0]
         training: {epochs: 3, batch_size: 16}
         datasets: [wine]
-        models: [{name: kan, adapter: native, hidden: [4]}]
+        models: [{name: kan, adapter: native, hidden: [4], options: {contraction: fused}}]
     """
-    plan = plan_for(write_suite, text)
+    plan = plan_for(write_suite, text)  # "fused": compiled although these layers are narrow
     compiled = fit(plan.runs[0], plan.datasets["wine"], adapters.get("native"))
     if compiled.provenance.get("compiled_kernel") != "true":
         pytest.skip("torch.compile does not work here")

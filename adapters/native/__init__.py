@@ -35,25 +35,27 @@ class NativeAdapter(Adapter):
 
     def provenance(self) -> dict[str, str]:
         version = package_version("kanbench") or "unknown"
-        # "true": the last layer call ran torch.compile'd kernels; "false": eager only (compile
-        # off, unavailable or failed); "unknown": no call yet and compiling is allowed
-        if not fused.enabled():
-            compiled = "false"
-        else:
-            compiled = {None: "unknown", True: "true", False: "false"}[fused.last_compiled]
+        # of the model built last: "true" when its warm-up ran torch.compile'd kernels, "false"
+        # when it runs eager only (narrow layers, compiling off, unavailable or failed),
+        # "unknown" before its warm-up
+        compiled = self._compiled_kernel
         return {
             "provider": "kanbench-native",
             "version": f"{version}+kernel{KERNEL_VERSION}",
             "compiled_kernel": compiled,
         }
 
+    _compiled_kernel = "unknown"
+
     def warm_up(self, model: NativeKAN, x: torch.Tensor) -> bool:
         """Compile the fused kernels (when compiling is on) before the clock starts."""
-        if not fused.enabled() or not any(
-            layer.uniform is not None and layer.contraction in ("auto", "fused") for layer in model.layers
-        ):
+        wide = [layer for layer in model.layers if layer.compiles()]
+        if not wide:
+            self._compiled_kernel = "false"
             return False
         compile_warm_up(model, x)
+        ran = any(fused.compiled(*layer.uniform, layer.grid_size, layer.k) is not None for layer in wide)
+        self._compiled_kernel = "true" if ran else "false"
         return True
 
     def build(
@@ -75,6 +77,7 @@ class NativeAdapter(Adapter):
                 grid_range=tuple(spec.grid_range),
                 **opts,
             )
+        self._compiled_kernel = "unknown" if any(layer.compiles() for layer in model.layers) else "false"
         return model.to(device=device, dtype=dtype)
 
     def param_count(self, spec: ModelSpec, in_dim: int, out_dim: int) -> int:

@@ -182,17 +182,14 @@ class Kernels:
         return lambda *args: self._call(name, *args)
 
     def _call(self, name: str, *args):
-        global last_compiled
         if self._compiled is not None:
             try:
-                out = self._compiled[name](*args)
-                last_compiled = True
-                return out
+                return self._compiled[name](*args)
             except Exception as exc:  # torch.compile failures come in many types
-                log.debug("native: torch.compile of the fused kernel failed for G=%d k=%d (%s: %s); "
-                          "using eager kernels", *self.key, type(exc).__name__, exc)
+                log.warning("native: torch.compile of the fused kernel failed for G=%d k=%d (%s: %s); "
+                            "using the eager kernels (same results, slower; KANBENCH_NATIVE_COMPILE=0 "
+                            "skips the attempt)", *self.key, type(exc).__name__, str(exc)[:200])
                 self._compiled = None
-        last_compiled = False
         return self._eager[name](*args)
 
 
@@ -202,8 +199,6 @@ class Kernels:
 _INDUCTOR_OPTIONS = {"cpp.min_chunk_size": 32768}
 
 _cache: dict = {}
-#: whether the last kernel call ran compiled (None: none has run in this process)
-last_compiled: bool | None = None
 
 
 def enabled() -> bool:
