@@ -310,12 +310,6 @@ def _choose(grid: int, k: int, batch: int, n_in: int) -> str:
 
 CONTRACTIONS = ("auto", "fused", "dense", "sparse", "reference")
 
-#: "auto" compiles a layer only from this many basis-and-base columns per sample,
-#: in * (G + k + 1): below it a compiled call's fixed cost (dynamo's guard checks, ~60 us per
-#: call on 2 cores) exceeds what fusing saves, and tabular-sized models trained faster eager
-#: (tabular suite: digits [64, 8, 10] 2.5 s compiled against 1.5 s eager)
-COMPILE_MIN_COLUMNS = 4096
-
 
 class NativeKANLayer(nn.Module):
     def __init__(
@@ -371,14 +365,12 @@ class NativeKANLayer(nn.Module):
 
     # -- bases ------------------------------------------------------------------------------
     def compiles(self) -> bool:
-        """Whether "auto" uses the torch.compile'd kernels for this layer (when compiling works):
-        uniform grid and at least :data:`COMPILE_MIN_COLUMNS` columns per sample."""
-        return (
-            self.uniform is not None
-            and self.contraction in ("auto", "fused")
-            and (self.contraction == "fused" or self.in_features * (self.grid_size + self.k + 1) >= COMPILE_MIN_COLUMNS)
-            and fused.enabled()
-        )
+        """Whether this layer uses torch.compile'd kernels (when compiling works): uniform grid,
+        contraction "auto" or "fused", compiling not switched off. Interleaved train steps, 2
+        threads, compiled against eager, ratio to the matched MLP: [784, 64, 10] b256 G5 1.41x
+        vs 1.87x; [30, 8, 2] b512 2.07x vs 2.86x; [2, 5, 1] b1000 2.22x vs 2.78x; [64, 8, 10]
+        b32 2.01x vs 2.57x: compiled wins at every size measured."""
+        return self.uniform is not None and self.contraction in ("auto", "fused") and fused.enabled()
 
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         """Dense basis ``(B, in, G + k)`` of a ``(B, in)`` input on this layer's knots."""
