@@ -349,7 +349,7 @@ def test_auto_falls_back_to_eager_when_compile_is_off_or_fails(monkeypatch):
 
     monkeypatch.setenv("KANBENCH_NATIVE_COMPILE", "0")
     check()
-    assert fused.compiled(*ref.uniform, 5, 3) is None  # the layer ran eager
+    assert fused.compiled(*ref.uniform, 5, 3, (n_in, 3)) is None  # the layer ran eager
     monkeypatch.delenv("KANBENCH_NATIVE_COMPILE")
 
     def broken_compile(fn, **kwargs):
@@ -361,7 +361,7 @@ def test_auto_falls_back_to_eager_when_compile_is_off_or_fails(monkeypatch):
     monkeypatch.setattr(fused, "_cache", {})
     check()  # the first call falls back to the eager twin, later ones to dense/sparse
     check()
-    assert fused.compiled(*ref.uniform, 5, 3) is None  # the layer ran eager
+    assert fused.compiled(*ref.uniform, 5, 3, (n_in, 3)) is None  # the layer ran eager
 
 
 @pytest.mark.parametrize("mode", ["auto", "fused", "dense", "sparse", "reference"])

@@ -54,7 +54,10 @@ class NativeAdapter(Adapter):
             self._compiled_kernel = "false"
             return False
         compile_warm_up(model, x)
-        ran = any(fused.compiled(*layer.uniform, layer.grid_size, layer.k) is not None for layer in wide)
+        ran = any(
+            fused.compiled(*layer.uniform, layer.grid_size, layer.k, (layer.in_features, layer.out_features)) is not None
+            for layer in wide
+        )
         self._compiled_kernel = "true" if ran else "false"
         return True
 

@@ -389,7 +389,7 @@ class NativeKANLayer(nn.Module):
             lo, h = self.uniform
             mode = self.contraction
             if mode == "fused" or (mode == "auto" and self.compiles()):
-                kernels = fused.compiled(lo, h, self.grid_size, self.k)
+                kernels = fused.compiled(lo, h, self.grid_size, self.k, (self.in_features, self.out_features))
                 if mode == "fused" and kernels is None:  # forced: the eager twin of the kernel
                     kernels = fused.Kernels(lo, h, self.grid_size, self.k, compile=False)
                 if kernels is not None and (mode == "fused" or _fused_wins(self.grid_size, self.k)):
