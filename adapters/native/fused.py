@@ -13,7 +13,7 @@ position ``u`` (see basis.py), then per column ``j`` the value of the one cardin
 ``r = j - c + k`` (zero unless ``0 <= r <= k``). In eager PyTorch that is a dozen
 ``(batch, in, G + k)`` temporaries; compiled by inductor it is one loop that evaluates the
 ``k + 1`` segment polynomials once per input and writes each row of ``C`` once - the reason this
-path exists. :func:`compiled` compiles one kernel per layer configuration and returns None when
+path exists. :func:`compiled` compiles kernels per layer configuration and shape and returns None when
 ``torch.compile`` is unavailable or fails, and the layer then uses its eager contractions.
 
 NaN inputs never index anything here (all arithmetic stays in floating point): their basis
