@@ -220,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # torch.compile on a CPU-only machine warns that no CUDA runtime exists
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     try:
         return args.func(args)
     except (KanbenchError, AdapterError) as exc:
