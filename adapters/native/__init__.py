@@ -2,8 +2,9 @@
 
 Options (``ModelSpec.options``): ``scale_noise`` (0.1), ``scale_base`` (1.0),
 ``scale_spline`` (1.0) and ``grid_eps`` (0.02) as in efficient-kan; ``contraction``
-("auto", "dense", "sparse" or "reference": how the uniform-grid kernel contracts the basis
-with the weights, see adapters/native/layer.py; "reference" is plain autograd).
+("auto", "fused", "dense", "sparse" or "reference": how the uniform-grid kernel contracts the
+basis with the weights, see adapters/native/layer.py and fused.py; "reference" is plain
+autograd). ``KANBENCH_NATIVE_COMPILE=0`` keeps the kernels eager (no torch.compile).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class NativeAdapter(Adapter):
     def provenance(self) -> dict[str, str]:
         version = package_version("kanbench") or "unknown"
         # of the model built last: "true" when its warm-up ran torch.compile'd kernels, "false"
-        # when it runs eager only (narrow layers, compiling off, unavailable or failed),
-        # "unknown" before its warm-up
+        # when it runs eager only (compiling off, unavailable or failed; contraction forced to
+        # dense, sparse or reference; non-uniform grids), "unknown" before its warm-up
         compiled = self._compiled_kernel
         return {
             "provider": "kanbench-native",
@@ -49,14 +50,14 @@ class NativeAdapter(Adapter):
 
     def warm_up(self, model: NativeKAN, x: torch.Tensor) -> bool:
         """Compile the fused kernels (when compiling is on) before the clock starts."""
-        wide = [layer for layer in model.layers if layer.compiles()]
-        if not wide:
+        compiling = [layer for layer in model.layers if layer.compiles()]
+        if not compiling:
             self._compiled_kernel = "false"
             return False
         compile_warm_up(model, x)
         ran = any(
             fused.compiled(*layer.uniform, layer.grid_size, layer.k, (layer.in_features, layer.out_features)) is not None
-            for layer in wide
+            for layer in compiling
         )
         self._compiled_kernel = "true" if ran else "false"
         return True
