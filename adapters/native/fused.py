@@ -56,10 +56,10 @@ def _pick_segment(u, slot, rows, k):
 
 def _make_kernels(lo: float, h: float, grid: int, k: int):
     """The kernels of one layer configuration by name, as plain functions (:class:`Kernels`
-    compiles them): ``columns(x)``, ``input_grad(dC, x)`` and the forward / backward composites
-    of the fused contraction; ``padded_table`` and :func:`split_scaled`, the parameter-sized
-    elementwise passes of the sparse contraction (eager, they are several passes over
-    ``in*out*(G+k)`` elements each; at G = 50 they were a sixth of the sparse step).
+    compiles them): the forward / backward composites of the fused contraction, and
+    :func:`padded_table` and :func:`split_scaled`, the parameter-sized elementwise passes of
+    the sparse contraction (eager, they are several passes over ``in*out*(G+k)`` elements each;
+    at G = 50 they were a sixth of the sparse step).
 
     Column order: basis-major, ``C`` viewed ``(B, G + k + 1, in)`` (column ``j * in + i``), so
     the inner loop of the kernel that builds ``C`` runs over the inputs, contiguous in ``x``
@@ -108,16 +108,11 @@ def _make_kernels(lo: float, h: float, grid: int, k: int):
         keep all of ``dW`` alive until the optimiser step)."""
         n_out, n_in, _ = spline_weight.shape
         gpacked = gpacked.view(n_out, nb + 1, n_in)
-        gscaled = gpacked[:, :nb].transpose(1, 2)
-        gw = (gscaled * spline_scaler.unsqueeze(-1)).contiguous()
-        gs = (gscaled * spline_weight).sum(-1).contiguous()
+        gw, gs = split_scaled(gpacked[:, :nb].transpose(1, 2), spline_weight, spline_scaler)
         return gw, gs, gpacked[:, nb].contiguous()
 
-    def padded_table(spline_weight, spline_scaler):
-        """The sparse contraction's table (see layer.py): scaled spline weights ``(in, P, out)``
-        with k zero rows before and k + 1 after the G + k real ones."""
-        scaled = (spline_weight * spline_scaler.unsqueeze(-1)).permute(1, 2, 0)
-        return F.pad(scaled, (0, 0, k, k + 1))
+    def table(spline_weight, spline_scaler):
+        return padded_table(spline_weight, spline_scaler, k)
 
     # the layer calls these composites: one compiled call per layer and direction (each call
     # of a compiled function costs a guard check, ~10-30 us: it shows on small layers)
@@ -133,18 +128,24 @@ def _make_kernels(lo: float, h: float, grid: int, k: int):
         return input_grad(grad_out @ w, x), *backward_weights(grad_out, cols, spline_weight, spline_scaler)
 
     return dict(
-        columns=columns,
-        input_grad=input_grad,
         forward=forward,
         backward_weights=backward_weights,
         backward_all=backward_all,
-        padded_table=padded_table,
+        padded_table=table,
         split_scaled=split_scaled,
     )
 
 
+def padded_table(spline_weight, spline_scaler, k: int) -> torch.Tensor:
+    """The sparse contraction's table (see layer.py): scaled spline weights ``(in, P, out)``
+    with k zero rows before and k + 1 after the G + k real ones."""
+    scaled = (spline_weight * spline_scaler.unsqueeze(-1)).permute(1, 2, 0)
+    return F.pad(scaled, (0, 0, k, k + 1))
+
+
 def split_scaled(gscaled, spline_weight, spline_scaler):
-    """Gradients of spline weight and scaler from that of the scaled weights ``(out, in, nb)``."""
+    """Gradients of spline weight and scaler from that of the scaled weights ``(out, in, nb)``,
+    each contiguous in its parameter's layout (``gscaled`` may be a strided view)."""
     return (gscaled * spline_scaler.unsqueeze(-1)).contiguous(), (gscaled * spline_weight).sum(-1).contiguous()
 
 

@@ -146,14 +146,6 @@ def _blocks(n_in: int, per_input: int, block_floats: int = _BLOCK_FLOATS) -> lis
     return [(s, min(n_in, s + step)) for s in range(0, n_in, step)]
 
 
-def _padded_table(spline_weight, spline_scaler, cfg: _Uniform) -> torch.Tensor:
-    """Scaled spline weights input-major in the padded row layout: ``(in, P, out)``."""
-    n_out, n_in, nb = spline_weight.shape
-    table = spline_weight.new_zeros(n_in, cfg.padded, n_out)
-    torch.mul(spline_weight.permute(1, 2, 0), spline_scaler.t().unsqueeze(1), out=table[:, cfg.k : cfg.k + nb])
-    return table
-
-
 _ramps: dict = {}
 
 
@@ -195,7 +187,7 @@ class _UniformKAN(torch.autograd.Function):
             if cfg.kernels is not None:
                 table = cfg.kernels.padded_table(spline_weight, spline_scaler)
             else:
-                table = _padded_table(spline_weight, spline_scaler, cfg)
+                table = fused.padded_table(spline_weight, spline_scaler, k)
             rows = _active_rows(cell, k, P, cfg.grid + 2 * k + 1)  # rows of the flattened table (in * P, out)
             flat = table.view(-1, n_out)
             # a block of inputs at a time, so the table rows it touches stay in cache
@@ -250,17 +242,14 @@ class _UniformKAN(torch.autograd.Function):
                                         per_sample_weights=values_t[s:e].view(-1, k + 1), mode="sum")
                     torch.matmul(grad_t, d.view(e - s, batch, nb), out=by_input[s:e])
                 gscaled = by_input.permute(1, 0, 2)  # (out, in, nb), strided
-            if cfg.kernels is not None:
-                gw, gs = cfg.kernels.split_scaled(gscaled, spline_weight, spline_scaler)
-            else:
-                gw = (gscaled * spline_scaler.unsqueeze(-1)).contiguous()
-                gs = (gscaled * spline_weight).sum(-1)
+            split = cfg.kernels.split_scaled if cfg.kernels is not None else fused.split_scaled
+            gw, gs = split(gscaled, spline_weight, spline_scaler)
 
         if need_x:
             # d y / d x_i = sum_r dV_r(x_i) table[i, cell + r] + silu'(x_i) base_weight[:, i]:
             # gather the k + 1 rows, dot them with grad_out
             if table is None:
-                table = _padded_table(spline_weight, spline_scaler, cfg)
+                table = fused.padded_table(spline_weight, spline_scaler, k)
             deriv = _derivatives(u, k, cfg.h)
             gx = x.new_empty(batch, n_in)
             flat = table.view(-1, n_out)

@@ -77,7 +77,7 @@ from bench.errors import DatasetError
 log = logging.getLogger(__name__)
 
 CACHE_NAME = "kanbench-decoded.pt"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: every blob names its reader
 OPTIONS = ("resize", "pca", "max_train", "normalize")
 
 _IDX_FILES = (
@@ -137,6 +137,38 @@ def _check_mismatch(name: str, status: str, where: Path) -> None:
         )
 
 
+def _decoded(cache: Path, fp: list[Any], decode) -> tuple[dict[str, Any], Path | None]:
+    """The decoded arrays: from the cache when it matches the sources' fingerprint, else from
+    ``decode()`` and then written to the cache. Returns (blob, cache path or None when the cache
+    could not be written)."""
+    blob = _read_cache(cache, fp)
+    if blob is not None:
+        return blob, cache
+    blob = {"version": CACHE_VERSION, "fingerprint": fp, **decode()}
+    return blob, cache if _write_cache(cache, blob) else None
+
+
+def _raw(blob: dict[str, Any], cache: Path | None, *, files: Path, downloaded: bool) -> _Raw:
+    return _Raw(
+        blob["x_train"], blob["y_train"], blob["x_test"], blob["y_test"], list(blob["classes"]),
+        info={
+            "source": blob["reader"], "files": str(files), "downloaded": downloaded,
+            "checksum": blob["checksum"], "decoded_cache": str(cache) if cache else None,
+        },
+    )
+
+
+def _read_official(cls: type, root: Path, name: str, what: str, where: Path):
+    """torchvision's official train and test splits, or one DatasetError naming the files."""
+    try:
+        return cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
+    except Exception as exc:
+        raise DatasetError(
+            f"dataset '{name}': could not read the {what} in {where} ({_short(exc)}); "
+            f"replace them with the original files"
+        ) from None
+
+
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:300]}"
@@ -182,8 +214,7 @@ def _load_idx(name: str, cls: type, folder: str, data_dir: Path | None) -> _Raw:
     cache = work / cls_name / CACHE_NAME
     fp = [str(root.resolve()), *paths.fingerprint(sources)]
 
-    blob = _read_cache(cache, fp)
-    if blob is None:
+    def decode() -> dict[str, Any]:
         md5 = dict(cls.resources)
         gz = [s for s in sources if s.suffix == ".gz"]
         if not gz:
@@ -204,31 +235,16 @@ def _load_idx(name: str, cls: type, folder: str, data_dir: Path | None) -> _Raw:
                     shutil.copyfile(src, dst)
         else:
             tv_root = root
-        try:
-            train = cls(str(tv_root), train=True, download=False)
-            test = cls(str(tv_root), train=False, download=False)
-        except Exception as exc:
-            raise DatasetError(
-                f"dataset '{name}': could not read the IDX files in {raw} ({_short(exc)}); "
-                f"replace them with the original files"
-            ) from None
-        blob = {
-            "version": CACHE_VERSION, "fingerprint": fp, "checksum": status,
+        train, test = _read_official(cls, tv_root, name, "IDX files", raw)
+        return {
+            "checksum": status,
             "x_train": train.data.unsqueeze(1).contiguous(), "y_train": train.targets.long(),
             "x_test": test.data.unsqueeze(1).contiguous(), "y_test": test.targets.long(),
             "classes": list(cls.classes),
+            "reader": f"torchvision.datasets.{cls_name}",
         }
-        cached = _write_cache(cache, blob)
-    else:
-        cached = True
-    return _Raw(
-        blob["x_train"], blob["y_train"], blob["x_test"], blob["y_test"], list(blob["classes"]),
-        info={
-            "source": f"torchvision.datasets.{cls_name}",
-            "files": str(raw), "downloaded": downloaded, "checksum": blob["checksum"],
-            "decoded_cache": str(cache) if cached else None,
-        },
-    )
+
+    return _raw(*_decoded(cache, fp, decode), files=raw, downloaded=downloaded)
 
 
 def _download_idx(name: str, cls: type, target: Path, folder: str) -> Path:
@@ -327,38 +343,22 @@ def _load_cifar(name: str, data_dir: Path | None) -> _Raw:
     cache = work / CACHE_NAME
     fp = [str(root.resolve()), *paths.fingerprint(sources)]
 
-    blob = _read_cache(cache, fp)
-    if blob is None:
+    def decode() -> dict[str, Any]:
         statuses = [paths.checksum_status(batches / f, {"md5": m}) for f, m in _cifar_files()]
         status = "verified" if all(s == "verified" for s in statuses) else "mismatch"
         _check_mismatch(name, status, batches)
         cls = tvd.CIFAR10 if status == "verified" else _UnverifiedCIFAR10
-        try:
-            train = cls(str(root), train=True, download=False)
-            test = cls(str(root), train=False, download=False)
-        except Exception as exc:
-            raise DatasetError(
-                f"dataset '{name}': could not read the CIFAR-10 batches in {batches} "
-                f"({_short(exc)}); replace them with the original files"
-            ) from None
+        train, test = _read_official(cls, root, name, "CIFAR-10 batches", batches)
         as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
-        blob = {
-            "version": CACHE_VERSION, "fingerprint": fp, "checksum": status,
+        return {
+            "checksum": status,
             "x_train": as_t(train.data), "y_train": torch.tensor(train.targets, dtype=torch.long),
             "x_test": as_t(test.data), "y_test": torch.tensor(test.targets, dtype=torch.long),
             "classes": list(train.classes),
             "reader": f"torchvision.datasets.{'CIFAR10' if cls is tvd.CIFAR10 else 'CIFAR10 (md5 checks off)'}",
         }
-        cached = _write_cache(cache, blob)
-    else:
-        cached = True
-    return _Raw(
-        blob["x_train"], blob["y_train"], blob["x_test"], blob["y_test"], list(blob["classes"]),
-        info={
-            "source": blob["reader"], "files": str(batches), "downloaded": downloaded,
-            "checksum": blob["checksum"], "decoded_cache": str(cache) if cached else None,
-        },
-    )
+
+    return _raw(*_decoded(cache, fp, decode), files=batches, downloaded=downloaded)
 
 
 def _download_cifar(name: str, target: Path, label: str) -> Path:
