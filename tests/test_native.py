@@ -198,6 +198,18 @@ def _edge_inputs(layer: NativeKANLayer, n: int = 12) -> torch.Tensor:
     return torch.cat([x, knots[:: max(1, len(knots) // 4)]])
 
 
+def _contraction_call(layer, mode):
+    """The layer's custom autograd function for a contraction, as ``f(x, w, s, b)``."""
+    from adapters.native import sparse
+    from adapters.native.layer import _DenseKAN, _Uniform
+
+    config = (*layer.uniform, layer.grid_size, layer.k)
+    if mode == "dense":
+        return lambda xx, w, s, b: _DenseKAN.apply(xx, w, s, b, _Uniform(*config))
+    kernels = sparse.kernels(*config, (layer.in_features, layer.out_features))
+    return lambda xx, w, s, b: sparse.SparseKAN.apply(xx, w, s, b, kernels)
+
+
 @pytest.mark.parametrize("mode", ["dense", "sparse"])
 @pytest.mark.parametrize("k,grid", [(1, 3), (2, 4), (3, 5), (4, 2), (5, 3), (3, 12)])
 def test_kernel_gradcheck(mode, k, grid):
@@ -208,16 +220,9 @@ def test_kernel_gradcheck(mode, k, grid):
     # knots are where a derivative of a degree-k spline may jump; keep the finite differences
     # off them for k = 1 and test the on-knot points through the analytic comparison below
     x_fd = x[:12] if k == 1 else x
-    from adapters.native.layer import _Uniform, _UniformKAN
-
-    cfg = _Uniform(*layer.uniform, grid, k, mode)
-
-    def f(xx, w, s, b):
-        return _UniformKAN.apply(xx, w, s, b, cfg)
-
     params = [p.detach().clone().requires_grad_(True) for p in (layer.spline_weight, layer.spline_scaler, layer.base_weight)]
     inp = x_fd.clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(f, (inp, *params), eps=1e-7, atol=1e-6, rtol=1e-5)
+    assert torch.autograd.gradcheck(_contraction_call(layer, mode), (inp, *params), eps=1e-7, atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["dense", "sparse"])
@@ -238,6 +243,56 @@ def test_kernel_matches_reference_path(mode, k):
     torch.testing.assert_close(got[0][rows], want[0][rows], atol=1e-10, rtol=1e-9)
     for a, b in zip(got[1:], want[1:]):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_sparse_kernel_over_several_input_blocks(compiled, monkeypatch):
+    """Blocks of inputs (the last one shorter) and changing batch sizes give the reference
+    function and gradients; compiled and eager kernels alike."""
+    from adapters.native import sparse
+
+    monkeypatch.setenv("KANBENCH_NATIVE_COMPILE", "1" if compiled else "0")
+    n_in, grid, k = 170, 50, 3
+    layer = NativeKANLayer(n_in, 4, grid=grid, k=k, contraction="sparse").double()
+    assert len(sparse.layer_blocks(n_in, 4, grid, k)) == 3  # 77 + 77 + 16 inputs
+    with torch.no_grad():
+        layer.spline_weight.normal_()
+        layer.spline_scaler.normal_()
+    if compiled and not layer.compiles():
+        pytest.skip("torch.compile unavailable here")
+    for batch in (7, 33, 7):
+        x = (torch.rand(batch, n_in, dtype=torch.float64) * 2.6 - 1.3).requires_grad_(True)
+        y = layer(x)
+        g = torch.randn_like(y)
+        params = [x, layer.spline_weight, layer.spline_scaler, layer.base_weight]
+        got = torch.autograd.grad(y, params, g)
+        y_ref = layer.reference_forward(x)
+        want = torch.autograd.grad(y_ref, params, g)
+        torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=1e-10)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+    if compiled:
+        assert layer.uses_compiled_kernels()
+
+
+@pytest.mark.parametrize("k,grid", [(1, 30), (3, 40)])
+def test_compiled_sparse_kernel_gradcheck(k, grid, compile_on):
+    from adapters.native import sparse
+
+    layer = NativeKANLayer(3, 2, grid=grid, k=k).double()
+    assert layer._takes_sparse()  # "auto" takes the sparse contraction at this G
+    with torch.no_grad():
+        layer.spline_weight.normal_()
+    kernels = sparse.kernels(*layer.uniform, grid, k, (3, 2))
+    if not kernels.is_compiled:
+        pytest.skip("torch.compile unavailable here")
+    x = _edge_inputs(layer)
+    x_fd = x[:12] if k == 1 else x  # linear splines: the derivative jumps at the knots
+    params = [p.detach().clone().requires_grad_(True) for p in (layer.spline_weight, layer.spline_scaler, layer.base_weight)]
+    inp = x_fd.clone().requires_grad_(True)
+    f = _contraction_call(layer, "sparse")
+    assert torch.autograd.gradcheck(f, (inp, *params), eps=1e-7, atol=1e-6, rtol=1e-5)
+    assert kernels.is_compiled  # no fallback happened
 
 
 def test_kernel_skips_input_gradient_when_not_needed():

@@ -3,7 +3,7 @@
 Options (``ModelSpec.options``): ``scale_noise`` (0.1), ``scale_base`` (1.0),
 ``scale_spline`` (1.0) and ``grid_eps`` (0.02) as in efficient-kan; ``contraction``
 ("auto", "fused", "dense", "sparse" or "reference": how the uniform-grid kernel contracts the
-basis with the weights, see adapters/native/layer.py and fused.py; "reference" is plain
+basis with the weights, see adapters/native/layer.py, fused.py and sparse.py; "reference" is plain
 autograd). ``KANBENCH_NATIVE_COMPILE=0`` keeps the kernels eager (no torch.compile).
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 
 from adapters.base import Adapter, ModelSpec, compile_warm_up, isolated_rng, package_version
-from adapters.native import fused
 from adapters.native.layer import NativeKAN, NativeKANLayer
 
 __all__ = ["NativeAdapter", "NativeKAN", "NativeKANLayer"]
@@ -49,16 +48,13 @@ class NativeAdapter(Adapter):
     _compiled_kernel = "unknown"
 
     def warm_up(self, model: NativeKAN, x: torch.Tensor) -> bool:
-        """Compile the fused kernels (when compiling is on) before the clock starts."""
+        """Compile the layers' kernels (when compiling is on) before the clock starts."""
         compiling = [layer for layer in model.layers if layer.compiles()]
         if not compiling:
             self._compiled_kernel = "false"
             return False
         compile_warm_up(model, x)
-        ran = any(
-            fused.compiled(*layer.uniform, layer.grid_size, layer.k, (layer.in_features, layer.out_features)) is not None
-            for layer in compiling
-        )
+        ran = any(layer.uses_compiled_kernels() for layer in compiling)
         self._compiled_kernel = "true" if ran else "false"
         return True
 

@@ -54,12 +54,9 @@ def _pick_segment(u, slot, rows, k):
     return out
 
 
-def _make_kernels(lo: float, h: float, grid: int, k: int):
+def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int] | None = None):
     """The kernels of one layer configuration by name, as plain functions (:class:`Kernels`
-    compiles them): the forward / backward composites of the fused contraction, and
-    :func:`padded_table` and :func:`split_scaled`, the parameter-sized elementwise passes of
-    the sparse contraction (eager, they are several passes over ``in*out*(G+k)`` elements each;
-    at G = 50 they were a sixth of the sparse step).
+    compiles them): the forward / backward composites of the fused contraction.
 
     Column order: basis-major, ``C`` viewed ``(B, G + k + 1, in)`` (column ``j * in + i``), so
     the inner loop of the kernel that builds ``C`` runs over the inputs, contiguous in ``x``
@@ -111,9 +108,6 @@ def _make_kernels(lo: float, h: float, grid: int, k: int):
         gw, gs = split_scaled(gpacked[:, :nb].transpose(1, 2), spline_weight, spline_scaler)
         return gw, gs, gpacked[:, nb].contiguous()
 
-    def table(spline_weight, spline_scaler):
-        return padded_table(spline_weight, spline_scaler, k)
-
     # the layer calls these composites: one compiled call per layer and direction (each call
     # of a compiled function costs a guard check, ~10-30 us: it shows on small layers)
     def forward(x, spline_weight, spline_scaler, base_weight):
@@ -131,8 +125,6 @@ def _make_kernels(lo: float, h: float, grid: int, k: int):
         forward=forward,
         backward_weights=backward_weights,
         backward_all=backward_all,
-        padded_table=table,
-        split_scaled=split_scaled,
     )
 
 
@@ -160,14 +152,20 @@ def _own_code(fn: Callable, tag: str) -> Callable:
 class Kernels:
     """The kernels of one configuration, called by name (``kernels.forward(...)``): compiled,
     each falling back to its eager twin for good if a call fails to compile (compilation
-    happens at the first call of each shape and dtype)."""
+    happens at the first call of each shape and dtype). ``make(lo, h, grid, k, shape)``
+    returns the plain functions (this module's fused kernels by default; sparse.py has the
+    sparse contraction's)."""
 
-    def __init__(self, lo: float, h: float, grid: int, k: int, compile: bool = True):
+    _made = 0  # kernels built so far: tags their code objects apart
+
+    def __init__(self, lo: float, h: float, grid: int, k: int, compile: bool = True,
+                 shape: tuple[int, int] | None = None, make: Callable = _make_kernels):
         self.key = (grid, k)
-        self._eager = _make_kernels(lo, h, grid, k)
+        self._eager = make(lo, h, grid, k, shape)
         self._compiled = None
         if compile:
-            tag = f"k{k}_g{grid}_{len(_cache)}"
+            Kernels._made += 1
+            tag = f"k{k}_g{grid}_{Kernels._made}"
             self._compiled = {
                 name: torch.compile(_own_code(fn, tag), fullgraph=True, options=_compile_options())
                 for name, fn in self._eager.items()
@@ -187,7 +185,7 @@ class Kernels:
             try:
                 return self._compiled[name](*args)
             except Exception as exc:  # torch.compile failures come in many types
-                log.warning("native: torch.compile of the fused kernel failed for G=%d k=%d (%s: %s); "
+                log.warning("native: torch.compile of a kernel failed for G=%d k=%d (%s: %s); "
                             "using the eager kernels (same results, slower; KANBENCH_NATIVE_COMPILE=0 "
                             "skips the attempt)", *self.key, type(exc).__name__, str(exc)[:200])
                 self._compiled = None

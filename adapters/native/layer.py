@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adapters.native import fused
+from adapters.native import fused, sparse
 from adapters.native.basis import cox_de_boor, segment_table, uniform_basis, uniform_knots
 
 
 
 # ============================================================================================
-# The uniform-grid kernel
+# The dense uniform-grid kernel (eager)
 #
 # On uniform knots a point x of input i sits in cell ``c = floor(t)``, ``t = (x - t_0) / h``,
 # at local position ``u = t - c``; it touches only the bases ``c - k .. c`` and their values are
@@ -33,27 +33,18 @@ from adapters.native.basis import cox_de_boor, segment_table, uniform_basis, uni
 # ``[0, G + 2k]`` sends points left of the span to ``u = 0`` of cell 0 (whose only real basis is
 # 0 there) and points right of it to cell ``G + 2k`` (all padding): no masks in the forward.
 #
-# Contractions (``contraction`` option, "auto" picks by the rule in :func:`_choose`):
-#   dense:  build the basis matrix D ``(batch, in*(G+k))`` once (``embedding_bag`` of k + 1
-#           weighted rows of a padded identity: no zero fill, no scatter), keep it, and run the
-#           forward and the weight gradient as two GEMMs. Best while G + k is small: the GEMM
-#           does G + k multiply-adds per edge, but at full BLAS speed.
-#   sparse: the forward gathers the k + 1 active rows per input (``embedding_bag`` with the
-#           basis values as per-sample weights; cost independent of G), a block of inputs at a
-#           time so the table rows it touches stay in cache; the weight gradient builds D one
-#           cache-sized block at a time and runs one GEMM per block (never a full-size D).
+# Contractions ("auto" picks by the rules in :func:`_fused_wins` and :func:`_choose`):
+#   fused:  fused.py - torch.compile'd; base and spline branches as one GEMM.
+#   dense:  below - build the basis matrix D ``(batch, in*(G+k))`` once (``embedding_bag`` of
+#           k + 1 weighted rows of a padded identity: no zero fill, no scatter), keep it, and
+#           run the forward and the weight gradient as two GEMMs. Best while G + k is small:
+#           the GEMM does G + k multiply-adds per edge, but at full BLAS speed. Eager only.
+#   sparse: sparse.py - gathers the k + 1 active table rows per input (cost independent of G);
+#           compiled helpers where torch.compile works.
 # The base branch is one more GEMM, silu(x) @ base_weight.T. The input gradient (only when x
 # requires grad) gathers the same k + 1 rows, dots them with the output gradient and weights
 # them with the basis derivative, plus silu'(x) for the base branch.
-# Saved for backward: x, the cells, and D (dense) or the rows and values (sparse); the local
-# position only when x needs a gradient.
 # ============================================================================================
-
-_BLOCK_FLOATS = 1 << 18  # ~1 MiB of float32 per block buffer: fits a core's L2
-#: the weight gradient's basis blocks: 4 MiB, measured best at G = 50 ([784, 64, 10], batch
-#: 256; 1 MiB and 16 MiB blocks were slower, the latter much: each fresh allocation above
-#: glibc's mmap threshold page-faults)
-_GRAD_BLOCK_FLOATS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -62,9 +53,6 @@ class _Uniform:
     h: float
     grid: int
     k: int
-    contraction: str  # "dense" | "sparse"
-    #: compiled elementwise helpers (fused.Kernels) when available, else None: eager ops
-    kernels: object = field(default=None, compare=False)
 
     @property
     def n_bases(self) -> int:
@@ -115,19 +103,6 @@ def _derivatives(u: torch.Tensor, k: int, h: float) -> torch.Tensor:
     return (_powers(u, k) @ _segment(k, u.dtype, u.device, True)) * (1.0 / h)
 
 
-_eyes: dict = {}
-
-
-def _padded_eye(cfg: _Uniform, dtype, device) -> torch.Tensor:
-    """Identity rows in the padded layout ``(P, G + k)``: row ``k + j`` is e_j, the rest zero."""
-    key = (cfg.grid, cfg.k, dtype, device)
-    if key not in _eyes:
-        eye = torch.zeros(cfg.padded, cfg.n_bases, dtype=dtype, device=device)
-        eye[cfg.k : cfg.k + cfg.n_bases] = torch.eye(cfg.n_bases, dtype=dtype, device=device)
-        _eyes[key] = eye
-    return _eyes[key]
-
-
 def _dense_basis(rows: torch.Tensor, values: torch.Tensor, cfg: _Uniform) -> torch.Tensor:
     """The dense basis ``(B, c * (G + k))`` of a block of inputs.
 
@@ -136,14 +111,9 @@ def _dense_basis(rows: torch.Tensor, values: torch.Tensor, cfg: _Uniform) -> tor
     zero fill, no scatter, no masks (rows of missing bases are zero rows of the padding).
     """
     batch, c = rows.shape[:2]
-    eye = _padded_eye(cfg, values.dtype, values.device)
+    eye = sparse.padded_eye(cfg.grid, cfg.k, values.dtype, values.device)
     d = F.embedding_bag(rows.reshape(-1, cfg.k + 1), eye, per_sample_weights=values.reshape(-1, cfg.k + 1), mode="sum")
     return d.view(batch, c * cfg.n_bases)
-
-
-def _blocks(n_in: int, per_input: int, block_floats: int = _BLOCK_FLOATS) -> list[tuple[int, int]]:
-    step = max(1, min(n_in, block_floats // max(per_input, 1)))
-    return [(s, min(n_in, s + step)) for s in range(0, n_in, step)]
 
 
 _ramps: dict = {}
@@ -166,94 +136,50 @@ def _active_rows(cell: torch.Tensor, k: int, stride: int, n_cells: int) -> torch
     return ramp.index_select(0, cell.reshape(-1)).view(*cell.shape, k + 1)
 
 
-class _UniformKAN(torch.autograd.Function):
-    """y = silu(x) @ base_weight.T + spline(x) on uniform knots, with a hand-written backward."""
+class _DenseKAN(torch.autograd.Function):
+    """y = silu(x) @ base_weight.T + D(x) @ scaled.T on uniform knots, with a hand-written
+    backward. Saved for backward: x, the cells and D; the local position only if x needs a
+    gradient."""
 
     @staticmethod
     def forward(ctx, x, spline_weight, spline_scaler, base_weight, cfg: _Uniform):
-        batch, n_in = x.shape
-        n_out, nb, k, P = base_weight.shape[0], cfg.n_bases, cfg.k, cfg.padded
+        n_out, k = base_weight.shape[0], cfg.k
         cell, u = _locate(x, cfg)
         values = _values(u, k)
         y = F.silu(x) @ base_weight.t()
-        table = dense = None
-        if cfg.contraction == "dense":
-            rows = _active_rows(cell, k, 0, cfg.grid + 2 * k + 1)  # rows of the padded identity
-            dense = _dense_basis(rows, values, cfg)
-            rows = None
-            scaled = spline_weight * spline_scaler.unsqueeze(-1)
-            y.addmm_(dense, scaled.view(n_out, -1).t())
-        else:
-            if cfg.kernels is not None:
-                table = cfg.kernels.padded_table(spline_weight, spline_scaler)
-            else:
-                table = fused.padded_table(spline_weight, spline_scaler, k)
-            rows = _active_rows(cell, k, P, cfg.grid + 2 * k + 1)  # rows of the flattened table (in * P, out)
-            flat = table.view(-1, n_out)
-            # a block of inputs at a time, so the table rows it touches stay in cache
-            for s, e in _blocks(n_in, P * n_out):
-                y += F.embedding_bag(
-                    rows[:, s:e].reshape(batch, -1),
-                    flat,
-                    per_sample_weights=values[:, s:e].reshape(batch, -1),
-                    mode="sum",
-                )
+        rows = _active_rows(cell, k, 0, cfg.grid + 2 * k + 1)  # rows of the padded identity
+        dense = _dense_basis(rows, values, cfg)
+        scaled = spline_weight * spline_scaler.unsqueeze(-1)
+        y.addmm_(dense, scaled.view(n_out, -1).t())
         ctx.cfg = cfg
-        # keep what backward needs instead of recomputing it: D (dense) or the rows and values
-        # (sparse) for the weight gradient, the local position only if x needs a gradient
         need_x = ctx.needs_input_grad[0]
-        ctx.save_for_backward(
-            x, spline_weight, spline_scaler, base_weight, table, dense, cell,
-            rows if dense is None else None,
-            values if dense is None else None,
-            u if need_x else None,
-        )
+        ctx.save_for_backward(x, spline_weight, spline_scaler, base_weight, dense, cell, u if need_x else None)
         return y
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, spline_weight, spline_scaler, base_weight, table, dense, cell, rows, values, u = ctx.saved_tensors
+        x, spline_weight, spline_scaler, base_weight, dense, cell, u = ctx.saved_tensors
         cfg = ctx.cfg
         batch, n_in = x.shape
         n_out, nb, k, P = grad_out.shape[1], cfg.n_bases, cfg.k, cfg.padded
         need_x, need_w, need_s, need_b = ctx.needs_input_grad[:4]
         grad_out = grad_out.contiguous()
         gx = gw = gs = gb = None
-        if dense is not None and need_x:
-            rows = _active_rows(cell, k, P, cfg.grid + 2 * k + 1)  # rows of the flattened table
-
         if need_b:
             gb = grad_out.t() @ F.silu(x)
         if need_w or need_s:
             # d loss / d scaled spline weights = grad_out^T @ D
-            if dense is not None:
-                gscaled = (grad_out.t() @ dense).view(n_out, n_in, nb)
-            else:
-                # input-major, a block of inputs at a time: D_i (batch, G + k) of each input in
-                # the block from the padded identity, then one batched GEMM grad_out^T @ D_i;
-                # contiguous blocks, and D is never built whole
-                local = _active_rows(cell.t().contiguous(), k, 0, cfg.grid + 2 * k + 1)  # (in, B, k+1)
-                values_t = values.transpose(0, 1).contiguous()
-                eye = _padded_eye(cfg, x.dtype, x.device)
-                by_input = x.new_empty(n_in, n_out, nb)
-                grad_t = grad_out.t()
-                for s, e in _blocks(n_in, batch * nb, _GRAD_BLOCK_FLOATS):
-                    d = F.embedding_bag(local[s:e].view(-1, k + 1), eye,
-                                        per_sample_weights=values_t[s:e].view(-1, k + 1), mode="sum")
-                    torch.matmul(grad_t, d.view(e - s, batch, nb), out=by_input[s:e])
-                gscaled = by_input.permute(1, 0, 2)  # (out, in, nb), strided
-            split = cfg.kernels.split_scaled if cfg.kernels is not None else fused.split_scaled
-            gw, gs = split(gscaled, spline_weight, spline_scaler)
-
+            gscaled = (grad_out.t() @ dense).view(n_out, n_in, nb)
+            gw, gs = fused.split_scaled(gscaled, spline_weight, spline_scaler)
         if need_x:
             # d y / d x_i = sum_r dV_r(x_i) table[i, cell + r] + silu'(x_i) base_weight[:, i]:
             # gather the k + 1 rows, dot them with grad_out
-            if table is None:
-                table = fused.padded_table(spline_weight, spline_scaler, k)
+            rows = _active_rows(cell, k, P, cfg.grid + 2 * k + 1)  # rows of the flattened table
+            table = fused.padded_table(spline_weight, spline_scaler, k)
             deriv = _derivatives(u, k, cfg.h)
             gx = x.new_empty(batch, n_in)
             flat = table.view(-1, n_out)
-            for s, e in _blocks(n_in, batch * (k + 1) * n_out):
+            for s, e in sparse.blocks(n_in, batch * (k + 1) * n_out, sparse.TABLE_BLOCK_FLOATS):
                 picked = F.embedding(rows[:, s:e].reshape(batch, -1), flat)  # (B, c (k+1), out)
                 gv = torch.bmm(picked, grad_out.unsqueeze(-1)).view(batch, e - s, k + 1)
                 gx[:, s:e] = (gv * deriv[:, s:e]).sum(-1)
@@ -266,17 +192,18 @@ class _UniformKAN(torch.autograd.Function):
 
 
 def _fused_wins(grid: int, k: int) -> bool:
-    """Whether "auto" takes the compiled fused kernel (when it compiles). Its column matrix is
-    ``G + k + 1`` wide per input and each column costs a multiply-add in both products, while
-    the sparse contraction's forward touches k + 1 rows whatever G is: fused while
-    ``G + k <= 6 (k + 1)``. Train steps, [784, 64, 10], batch 256, k = 3, 2 threads, ratio to
-    the matched MLP with per-shape compiled kernels: fused 1.33 (G = 5), 1.34 (G = 10), 1.45
-    (G = 20, sparse 1.49); G = 50: sparse 1.64 to 1.72, fused 5.8."""
-    return grid + k <= 6 * (k + 1)
+    """Whether "auto" takes the compiled fused kernel over the compiled sparse one. The fused
+    column matrix is ``G + k + 1`` wide per input and each column costs a multiply-add in both
+    products, while the sparse forward touches k + 1 rows whatever G is (its weight gradient
+    is a GEMM as wide as the fused one): fused while ``G + k <= 8 (k + 1)``. Interleaved train
+    steps, [784, 64, 10], batch 256, k = 3, 2 threads, ratio to the matched MLP, fused /
+    sparse: G = 10 1.41 / 2.02, G = 20 1.46 / 1.70, G = 25 1.59 / 1.68, G = 30 1.59 / 1.58,
+    G = 40 1.56 / 1.55, G = 50 sparse 1.39 to 1.47 (fused 5.8: its 43 MB column matrix)."""
+    return grid + k <= 8 * (k + 1)
 
 
 def _choose(grid: int, k: int, batch: int, n_in: int) -> str:
-    """The "auto" rule, from interleaved train-step timings on a 2-core CPU ([784, 64, 10],
+    """The "auto" rule where nothing is compiled, from interleaved train-step timings on a 2-core CPU ([784, 64, 10],
     batch 256): dense won at G = 5 and 20, sparse at G = 50. Dense while the basis row is
     short, G + k <= 8 (k + 1), and the whole basis matrix D (kept for backward) stays under
     24 MiB - a fresh allocation beyond glibc's 32 MiB mmap threshold costs a page fault per 4 KiB
@@ -345,11 +272,28 @@ class NativeKANLayer(nn.Module):
     # -- bases ------------------------------------------------------------------------------
     def compiles(self) -> bool:
         """Whether this layer uses torch.compile'd kernels (when compiling works): uniform grid,
-        contraction "auto" or "fused", compiling not switched off. Interleaved train steps, 2
-        threads, compiled against eager, ratio to the matched MLP: [784, 64, 10] b256 G5 1.41x
-        vs 1.87x; [30, 8, 2] b512 2.07x vs 2.86x; [2, 5, 1] b1000 2.22x vs 2.78x; [64, 8, 10]
-        b32 2.01x vs 2.57x: compiled wins at every size measured."""
-        return self.uniform is not None and self.contraction in ("auto", "fused") and fused.enabled()
+        contraction "auto", "fused" or "sparse", compiling not switched off. Interleaved train
+        steps, 2 threads, compiled against eager, ratio to the matched MLP: [784, 64, 10] b256
+        G5 1.41x vs 1.87x; [30, 8, 2] b512 2.07x vs 2.86x; [2, 5, 1] b1000 2.22x vs 2.78x;
+        [64, 8, 10] b32 2.01x vs 2.57x: compiled wins at every size measured."""
+        return self.uniform is not None and self.contraction in ("auto", "fused", "sparse") and fused.enabled()
+
+    def _kernel_config(self) -> tuple:
+        return (*self.uniform, self.grid_size, self.k)
+
+    def _takes_sparse(self) -> bool:
+        """Whether the compiled path of this layer is the sparse contraction (else fused)."""
+        return self.contraction == "sparse" or (self.contraction == "auto" and not _fused_wins(self.grid_size, self.k))
+
+    def uses_compiled_kernels(self) -> bool:
+        """Whether the kernels this layer runs are compiled (False before the first forward
+        has tried, when compiling is off, or after compiling failed)."""
+        if not self.compiles():
+            return False
+        shape = (self.in_features, self.out_features)
+        if self._takes_sparse():
+            return sparse.kernels(*self._kernel_config(), shape).is_compiled
+        return fused.compiled(*self._kernel_config(), shape) is not None
 
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         """Dense basis ``(B, in, G + k)`` of a ``(B, in)`` input on this layer's knots."""
@@ -365,24 +309,30 @@ class NativeKANLayer(nn.Module):
         shape = x.shape
         x = x.reshape(-1, self.in_features)
         if self.uniform is not None and self.contraction != "reference":
-            lo, h = self.uniform
-            mode = self.contraction
-            if mode == "fused" or (mode == "auto" and self.compiles()):
-                kernels = fused.compiled(lo, h, self.grid_size, self.k, (self.in_features, self.out_features))
-                if mode == "fused" and kernels is None:  # forced: the eager twin of the kernel
-                    kernels = fused.Kernels(lo, h, self.grid_size, self.k, compile=False)
-                if kernels is not None and (mode == "fused" or _fused_wins(self.grid_size, self.k)):
-                    y = fused.FusedKAN.apply(x, self.spline_weight, self.spline_scaler, self.base_weight, kernels)
-                    return y.reshape(*shape[:-1], self.out_features)
-                mode = _choose(self.grid_size, self.k, x.shape[0], self.in_features)
-            else:
-                kernels = None
-                if mode == "auto":
-                    mode = _choose(self.grid_size, self.k, x.shape[0], self.in_features)
-            cfg = _Uniform(lo, h, self.grid_size, self.k, mode, kernels)
-            y = _UniformKAN.apply(x, self.spline_weight, self.spline_scaler, self.base_weight, cfg)
-            return y.reshape(*shape[:-1], self.out_features)
-        return self.reference_forward(x).reshape(*shape[:-1], self.out_features)
+            y = self._uniform_forward(x)
+        else:
+            y = self.reference_forward(x)
+        return y.reshape(*shape[:-1], self.out_features)
+
+    def _uniform_forward(self, x: torch.Tensor) -> torch.Tensor:
+        args = (x, self.spline_weight, self.spline_scaler, self.base_weight)
+        config = self._kernel_config()
+        shape = (self.in_features, self.out_features)
+        mode = self.contraction
+        if mode == "auto":
+            mode = _choose(self.grid_size, self.k, x.shape[0], self.in_features)
+            if self.compiles():
+                if self._takes_sparse():
+                    mode = "sparse"
+                elif fused.compiled(*config, shape) is not None:
+                    mode = "fused"
+        if mode == "fused":
+            # compiled, or its eager twin where compiling is off or failed (forced "fused")
+            kernels = fused.compiled(*config, shape) or fused.Kernels(*config, compile=False)
+            return fused.FusedKAN.apply(*args, kernels)
+        if mode == "sparse":
+            return sparse.SparseKAN.apply(*args, sparse.kernels(*config, shape))
+        return _DenseKAN.apply(*args, _Uniform(*config))
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Plain autograd through the dense basis: the general path for non-uniform knots
