@@ -341,9 +341,10 @@ def _fused_call(layer, kernels):
     return f
 
 
+@pytest.mark.parametrize("layout", ["basis-major", "batch-inner"])
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("k,grid", [(1, 3), (2, 4), (3, 5), (4, 2), (5, 3)])
-def test_fused_kernel_gradcheck(compiled, k, grid, monkeypatch):
+def test_fused_kernel_gradcheck(compiled, k, grid, layout, monkeypatch):
     from adapters.native import fused
 
     if compiled:
@@ -354,10 +355,13 @@ def test_fused_kernel_gradcheck(compiled, k, grid, monkeypatch):
     layer = NativeKANLayer(3, 2, grid=grid, k=k).double()
     with torch.no_grad():
         layer.spline_weight.normal_()
-    kernels = fused.compiled(*layer.uniform, grid, k) if compiled else None
+    # kernels made for no particular shape build C basis-major; a 3-input layer's batch-inner
+    shape = (3, 2) if layout == "batch-inner" else None
+    kernels = fused.compiled(*layer.uniform, grid, k, shape) if compiled else None
     if compiled and kernels is None:
         pytest.skip("torch.compile unavailable here")
-    kernels = kernels or fused.Kernels(*layer.uniform, grid, k, compile=False)
+    kernels = kernels or fused.Kernels(*layer.uniform, grid, k, compile=False, shape=shape)
+    assert kernels.options["batch_inner"] == (layout == "batch-inner")
     x = _edge_inputs(layer)
     x_fd = x[:12] if k == 1 else x  # linear splines: the derivative jumps at the knots
     params = [p.detach().clone().requires_grad_(True) for p in (layer.spline_weight, layer.spline_scaler, layer.base_weight)]
@@ -365,10 +369,11 @@ def test_fused_kernel_gradcheck(compiled, k, grid, monkeypatch):
     assert torch.autograd.gradcheck(_fused_call(layer, kernels), (inp, *params), eps=1e-7, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("n_in", [5, 20], ids=["batch-inner", "basis-major"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
-def test_fused_kernel_matches_reference_path(k, dtype):
-    layer = NativeKANLayer(5, 4, grid=6, k=k, contraction="fused").to(dtype)
+def test_fused_kernel_matches_reference_path(k, dtype, n_in):
+    layer = NativeKANLayer(n_in, 4, grid=6, k=k, contraction="fused").to(dtype)
     with torch.no_grad():
         layer.spline_weight.normal_()
     x = _edge_inputs(layer).to(dtype).requires_grad_(True)

@@ -54,6 +54,10 @@ def _pick_segment(u, slot, rows, k):
     return out
 
 
+#: layers with at most this many inputs build their columns batch-inner (see _make_kernels)
+BATCH_INNER_MAX_IN = 16
+
+
 def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int] | None = None):
     """The kernels of one layer configuration by name, as plain functions (:class:`Kernels`
     compiles them): the forward / backward composites of the fused contraction.
@@ -63,11 +67,20 @@ def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]
     and in ``C``: 1.4 ms at [784, 64, 10], batch 256, G = 5, against 3.5 ms input-major
     (``(B, in, G + k + 1)``, whose short rows of 9 make inductor evaluate each input
     scalar). Input-major would make packing ``W`` a plain copy instead of a transpose, but at
-    [1000, 1000, 1], batch 100, where ``W`` is 90 times ``C``, the two orders timed the same."""
+    [1000, 1000, 1], batch 100, where ``W`` is 90 times ``C``, the two orders timed the same.
+
+    Layers with few inputs (``in <= BATCH_INNER_MAX_IN``) take ``x.T`` and build ``C.T``
+    ``(G + k + 1, in, B)`` instead (same column order): their basis-major rows are too short
+    to vectorise, while the batch is long. Compiled column kernel, 2 threads, G = 5: batch
+    1000 x 2 inputs 28 us against 75 to 100 us basis-major, 1000 x 5 44 against 80 to 112 us;
+    at 30 inputs the two are even once x is transposed, at 784 basis-major wins."""
     inv_h = 1.0 / h
     n_cells = grid + 2 * k
     nb = grid + k
     values_rows, slope_rows = _segment_tables(k)
+    batch_inner = shape is not None and shape[0] <= BATCH_INNER_MAX_IN
+    # basis-major: x (B, in), C (B, nb + 1, in); batch-inner: x.T (in, B), C.T (nb + 1, in, B)
+    axis = 0 if batch_inner else 1
 
     def locate(x):
         """``u``, the segment ``slot`` of every basis column, and the span mask, shaped to
@@ -75,13 +88,14 @@ def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]
         t = (x - lo) * inv_h + k  # position in units of h from the first knot
         c = torch.floor(t)
         inside = (t >= 0) & (t < n_cells)
-        j = torch.arange(nb, dtype=x.dtype, device=x.device).view(-1, 1)
-        return (t - c).unsqueeze(1), j - c.unsqueeze(1) + k, inside.unsqueeze(1)
+        j = torch.arange(nb, dtype=x.dtype, device=x.device).view(-1, *([1] * (2 - axis)))
+        return (t - c).unsqueeze(axis), j - c.unsqueeze(axis) + k, inside.unsqueeze(axis)
 
     def columns(x):
         u, slot, inside = locate(x)
         basis = torch.where(inside, _pick_segment(u, slot, values_rows, k), 0.0)
-        return torch.cat([basis, F.silu(x).unsqueeze(1)], 1).view(x.shape[0], -1)
+        cols = torch.cat([basis, F.silu(x).unsqueeze(axis)], axis)
+        return cols.view(-1, x.shape[1]) if batch_inner else cols.view(x.shape[0], -1)
 
     def input_grad(dcols, x):
         u, slot, inside = locate(x)
@@ -89,6 +103,9 @@ def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]
         slope = torch.where(inside, _pick_segment(u, slot, slope_rows, k) * inv_h, 0.0)
         sig = torch.sigmoid(x)
         dsilu = sig * (1 + x * (1 - sig))
+        if batch_inner:
+            dcols = dcols.view(nb + 1, *x.shape)
+            return (dcols[:nb] * slope).sum(0) + dcols[nb] * dsilu
         dcols = dcols.view(x.shape[0], nb + 1, x.shape[1])
         return (dcols[:, :nb] * slope).sum(1) + dcols[:, nb] * dsilu
 
@@ -113,18 +130,23 @@ def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]
     def forward(x, spline_weight, spline_scaler, base_weight):
         w = pack(spline_weight, spline_scaler, base_weight)
         cols = columns(x)
-        return cols @ w.t(), cols, w
+        return (cols.t() if batch_inner else cols) @ w.t(), cols, w
 
     def backward_weights(grad_out, cols, spline_weight, spline_scaler):
-        return unpack(grad_out.t() @ cols, spline_weight, spline_scaler)
+        return unpack(grad_out.t() @ (cols.t() if batch_inner else cols), spline_weight, spline_scaler)
 
     def backward_all(grad_out, cols, w, x, spline_weight, spline_scaler):
-        return input_grad(grad_out @ w, x), *backward_weights(grad_out, cols, spline_weight, spline_scaler)
+        if batch_inner:  # x is x.T here, and so is its gradient
+            gx = input_grad(w.t() @ grad_out.t(), x).t()
+        else:
+            gx = input_grad(grad_out @ w, x)
+        return gx, *backward_weights(grad_out, cols, spline_weight, spline_scaler)
 
     return dict(
         forward=forward,
         backward_weights=backward_weights,
         backward_all=backward_all,
+        options=dict(batch_inner=batch_inner),
     )
 
 
@@ -162,6 +184,8 @@ class Kernels:
                  shape: tuple[int, int] | None = None, make: Callable = _make_kernels):
         self.key = (grid, k)
         self._eager = make(lo, h, grid, k, shape)
+        #: settings of the kernels that callers need to know (not compiled)
+        self.options: dict = self._eager.pop("options", {})
         self._compiled = None
         if compile:
             Kernels._made += 1
@@ -227,7 +251,7 @@ def compiled(lo: float, h: float, grid: int, k: int, shape: tuple[int, int] | No
         return None
     key = (lo, h, grid, k, shape)
     if key not in _cache:
-        _cache[key] = Kernels(lo, h, grid, k)
+        _cache[key] = Kernels(lo, h, grid, k, shape=shape)
     kernels = _cache[key]
     return kernels if kernels.is_compiled else None
 
@@ -237,6 +261,8 @@ class FusedKAN(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, spline_weight, spline_scaler, base_weight, kernels: Kernels):
+        if kernels.options.get("batch_inner"):
+            x = x.t().contiguous()
         y, cols, w = kernels.forward(x, spline_weight, spline_scaler, base_weight)
         ctx.kernels = kernels
         need_x = ctx.needs_input_grad[0]

@@ -328,7 +328,7 @@ class NativeKANLayer(nn.Module):
                     mode = "fused"
         if mode == "fused":
             # compiled, or its eager twin where compiling is off or failed (forced "fused")
-            kernels = fused.compiled(*config, shape) or fused.Kernels(*config, compile=False)
+            kernels = fused.compiled(*config, shape) or fused.Kernels(*config, compile=False, shape=shape)
             return fused.FusedKAN.apply(*args, kernels)
         if mode == "sparse":
             return sparse.SparseKAN.apply(*args, sparse.kernels(*config, shape))
