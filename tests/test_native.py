@@ -390,6 +390,37 @@ def test_fused_kernel_matches_reference_path(k, dtype, n_in):
         torch.testing.assert_close(a, b, **tol)
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_fused_kernel_in_weight_blocks(compiled, monkeypatch):
+    """A layer whose packed weight is built a block of inputs at a time (the last block
+    shorter) computes the reference function and gradients."""
+    from adapters.native import fused
+
+    monkeypatch.setenv("KANBENCH_NATIVE_COMPILE", "1" if compiled else "0")
+    n_in, n_out, grid, k = 300, 300, 20, 3
+    assert [e - s for s, e in fused._weight_blocks(n_in, n_out, grid + k + 1)] == [145, 145, 10]
+    layer = NativeKANLayer(n_in, n_out, grid=grid, k=k, contraction="fused").double()
+    with torch.no_grad():
+        layer.spline_weight.normal_()
+        layer.spline_scaler.normal_()
+    kernels = fused.compiled(*layer.uniform, grid, k, (n_in, n_out))
+    if compiled and kernels is None:
+        pytest.skip("torch.compile unavailable here")
+    x = (torch.rand(9, n_in, dtype=torch.float64) * 2.6 - 1.3).requires_grad_(True)
+    y = layer(x)
+    g = torch.randn_like(y)
+    params = [x, layer.spline_weight, layer.spline_scaler, layer.base_weight]
+    got = torch.autograd.grad(y, params, g)
+    y_ref = layer.reference_forward(x)
+    want = torch.autograd.grad(y_ref, params, g)
+    torch.testing.assert_close(y, y_ref, atol=1e-11, rtol=1e-10)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+        assert a.is_contiguous()
+    if compiled:
+        assert kernels.options["blocks"] == 3 and kernels.is_compiled
+
+
 def test_auto_falls_back_to_eager_when_compile_is_off_or_fails(monkeypatch):
     from adapters.native import fused
 
