@@ -4,7 +4,8 @@ Per input ``i`` the layer's output is ``silu(x_i) w_base + sum_j B_j(x_i) w_spli
 product of the ``G + k + 1`` *columns* ``[B_0(x_i) .. B_{G+k-1}(x_i), silu(x_i)]`` with a packed
 weight. So a whole layer is ``y = C @ W.T`` with ``C`` ``(batch, in * (G + k + 1))`` and ``W``
 ``(out, in * (G + k + 1))`` rebuilt from the parameters every call (``in * out * (G + k + 1)``
-multiplies: cheap next to the product). The backward is two products with the same matrices,
+multiplies: cheap next to the product; layers with a large ``W`` build it, use it and take its
+gradient a block of inputs at a time, see :func:`_weight_blocks`). The backward is two products with the same matrices,
 ``dW = dy.T @ C`` (split back into base weight, spline weight and scaler) and, only when ``x``
 needs a gradient, ``dC = dy @ W`` reduced against the column slopes ``dC/dx``.
 
