@@ -111,7 +111,7 @@ def _dense_basis(rows: torch.Tensor, values: torch.Tensor, cfg: _Uniform) -> tor
     zero fill, no scatter, no masks (rows of missing bases are zero rows of the padding).
     """
     batch, c = rows.shape[:2]
-    eye = sparse.padded_eye(cfg.grid, cfg.k, values.dtype, values.device)
+    eye = sparse.tiled_eye(cfg.grid, cfg.k, 1, values.dtype, values.device)
     d = F.embedding_bag(rows.reshape(-1, cfg.k + 1), eye, per_sample_weights=values.reshape(-1, cfg.k + 1), mode="sum")
     return d.view(batch, c * cfg.n_bases)
 

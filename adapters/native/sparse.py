@@ -8,14 +8,14 @@ k + 1 after, so bases that do not exist near the ends, points outside the span a
 all land on zero rows; see layer.py).
 
 Forward: one kernel builds the table and, for each block of inputs, the basis values of every
-(sample, input) with their rows in the table and in a padded identity (contiguous
+(sample, input) with their rows in the block's part of the table (contiguous
 ``(batch, block * (k + 1))`` tensors); ``embedding_bag`` sums the weighted table rows, a block
-at a time so the table rows it reads stay in cache. The values and identity rows are kept for
-backward (and the table, when x needs a gradient).
+at a time so the table rows it reads stay in cache. The values and rows are kept for backward
+(and the table, when x needs a gradient).
 
 Weight gradient: ``d loss / d scaled weights = grad_out^T @ D`` with ``D`` the dense basis. It
-is built one block of inputs at a time (``embedding_bag`` of k + 1 weighted rows of the padded
-identity: no zero fill) in ``(batch, block * (G + k))`` layout, so each block's product is
+is built one block of inputs at a time (``embedding_bag`` of the same k + 1 weighted rows, of
+copies of the padded identity instead of the table: no zero fill) in ``(batch, block * (G + k))`` layout, so each block's product is
 one wide GEMM whose result is already in the parameters' ``(out, in, G + k)`` order, and is
 split into the spline weight and scaler gradients while it is in cache. ``D`` is never built
 whole. (An exact sparse scatter of ``(k + 1) * out`` values per sample and input was slower
@@ -80,20 +80,21 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
         return c.to(torch.int32), values
 
     def forward_inputs(x, spline_weight, spline_scaler):
-        """The padded table and, per input block, the basis values of every (sample, input),
-        their rows in the table viewed ``(in * P, out)`` (for the forward) and in the padded
-        identity (for the weight gradient's D): ``(batch, block * (k + 1))`` each."""
+        """The padded table and, per input block, the basis values of every (sample, input)
+        and their rows ``i' * P + cell + r`` (``i'`` counted from the block's first input):
+        rows of the block's part of the table viewed ``(block * P, out)`` in the forward, and
+        of the block's tiled identity (:func:`tiled_eye`) in the weight gradient.
+        ``(batch, block * (k + 1))`` each."""
         table = fused.padded_table(spline_weight, spline_scaler, k)
         cell, values = locate(x)
-        local = cell.unsqueeze(-1) + torch.arange(k + 1, dtype=torch.int32, device=x.device)
-        offset = torch.arange(n_in, dtype=torch.int32, device=x.device).unsqueeze(1) * padded
-        rows = local + offset
+        r = torch.arange(k + 1, dtype=torch.int32, device=x.device)
         batch = x.shape[0]
-
-        def per_block(t):  # each block contiguous (inductor would return strided views)
-            return [t[:, s:e].contiguous().view(batch, -1) for s, e in input_blocks]
-
-        return table, per_block(values), per_block(rows), per_block(local)
+        rows, vals = [], []
+        for s, e in input_blocks:  # each block contiguous (inductor would return strided views)
+            offset = torch.arange(e - s, dtype=torch.int32, device=x.device).unsqueeze(1) * padded
+            rows.append((cell[:, s:e].unsqueeze(-1) + offset + r).view(batch, -1))
+            vals.append(values[:, s:e].contiguous().view(batch, -1))
+        return table, vals, rows
 
     def input_grad_basis(x):
         """Rows into the flattened table ``(batch, in, k + 1)``, the basis slopes d/dx there
@@ -119,14 +120,16 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
 _eyes: dict = {}
 
 
-def padded_eye(grid: int, k: int, dtype, device) -> torch.Tensor:
-    """Identity rows in the padded layout ``(P, G + k)``: row ``k + j`` is e_j, the rest zero."""
-    key = (grid, k, dtype, device)
+def tiled_eye(grid: int, k: int, n_inputs: int, dtype, device) -> torch.Tensor:
+    """``n_inputs`` copies of the padded identity stacked: ``(n_inputs * P, G + k)``, row
+    ``i * P + k + j`` is e_j. Looked up with a block's table rows, k + 1 weighted rows of it
+    make the dense basis row of (sample, input)."""
+    key = (grid, k, n_inputs, dtype, device)
     if key not in _eyes:
-        nb = grid + k
-        eye = torch.zeros(grid + 3 * k + 1, nb, dtype=dtype, device=device)
+        nb, padded = grid + k, grid + 3 * k + 1
+        eye = torch.zeros(padded, nb, dtype=dtype, device=device)
         eye[k : k + nb] = torch.eye(nb, dtype=dtype, device=device)
-        _eyes[key] = eye
+        _eyes[key] = eye.repeat(n_inputs, 1)
     return _eyes[key]
 
 
@@ -146,18 +149,21 @@ def kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]) -> f
 class SparseKAN(torch.autograd.Function):
     """``y = silu(x) @ base_weight.T + spline(x)`` by the sparse contraction (module docstring),
     with a hand-written backward. Saved for backward: x, the parameters, each block's values
-    and identity rows (the table too when x needs a gradient)."""
+    and rows (the table too when x needs a gradient)."""
 
     @staticmethod
     def forward(ctx, x, spline_weight, spline_scaler, base_weight, kernels):
-        table, values, rows, local = kernels.forward_inputs(x, spline_weight, spline_scaler)
+        table, values, rows = kernels.forward_inputs(x, spline_weight, spline_scaler)
         y = F.silu(x) @ base_weight.t()
-        flat = table.view(-1, base_weight.shape[0])
+        n_out = base_weight.shape[0]
+        start = 0
         for r, v in zip(rows, values):
-            y += F.embedding_bag(r, flat, per_sample_weights=v, mode="sum")
+            end = start + r.shape[1] // (kernels.key[1] + 1)
+            y += F.embedding_bag(r, table[start:end].view(-1, n_out), per_sample_weights=v, mode="sum")
+            start = end
         ctx.kernels = kernels
         need_x = ctx.needs_input_grad[0]
-        ctx.save_for_backward(x, spline_weight, spline_scaler, base_weight, table if need_x else None, *values, *local)
+        ctx.save_for_backward(x, spline_weight, spline_scaler, base_weight, table if need_x else None, *values, *rows)
         return y
 
     @staticmethod
@@ -172,14 +178,14 @@ class SparseKAN(torch.autograd.Function):
         if need_w or need_s:
             grid, k = ctx.kernels.key
             n_out, _, nb = spline_weight.shape
-            eye = padded_eye(grid, k, x.dtype, x.device)
+            n_blocks = len(per_block) // 2
+            eye = tiled_eye(grid, k, per_block[n_blocks].shape[1] // (k + 1), x.dtype, x.device)
             grad_t = grad_out.t()
             gw = torch.empty_like(spline_weight, memory_format=torch.contiguous_format)
             gs = torch.empty_like(spline_scaler, memory_format=torch.contiguous_format)
-            n_blocks = len(per_block) // 2
             start = 0
-            for values, local in zip(per_block[:n_blocks], per_block[n_blocks:]):
-                d = F.embedding_bag(local.view(-1, k + 1), eye, per_sample_weights=values.view(-1, k + 1), mode="sum")
+            for values, rows in zip(per_block[:n_blocks], per_block[n_blocks:]):
+                d = F.embedding_bag(rows.view(-1, k + 1), eye, per_sample_weights=values.view(-1, k + 1), mode="sum")
                 # d loss / d scaled weights of the block, already in (out, block, G + k) order;
                 # split while it is in cache: d/d weight = it * scaler, d/d scaler = <it, weight>
                 gscaled = (grad_t @ d.view(batch, -1)).view(n_out, -1, nb)
