@@ -455,6 +455,31 @@ def test_auto_falls_back_to_eager_when_compile_is_off_or_fails(monkeypatch):
     assert fused.compiled(*ref.uniform, 5, 3, (n_in, 3)) is None  # the layer ran eager
 
 
+def test_sparse_kernels_fall_back_to_eager_when_compile_fails(monkeypatch):
+    from adapters.native import sparse
+
+    def broken_compile(fn, **kwargs):
+        def raises(*args):
+            raise RuntimeError("no C++ compiler")
+        return raises
+
+    monkeypatch.setenv("KANBENCH_NATIVE_COMPILE", "1")
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(sparse, "_cache", {})
+    layer = NativeKANLayer(6, 3, grid=40, k=3).double()
+    assert layer.compiles() and layer._takes_sparse()
+    x = (torch.rand(20, 6, dtype=torch.float64) * 2.4 - 1.2).requires_grad_(True)
+    for _ in range(2):  # the first call falls back inside the call, later ones from the start
+        y = layer(x)
+        params = [x, layer.spline_weight, layer.spline_scaler, layer.base_weight]
+        got = torch.autograd.grad(y.square().sum(), params)
+        want = torch.autograd.grad(layer.reference_forward(x).square().sum(), params)
+        torch.testing.assert_close(y, layer.reference_forward(x), atol=1e-12, rtol=1e-10)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+    assert not layer.uses_compiled_kernels()
+
+
 @pytest.mark.parametrize("mode", ["auto", "fused", "dense", "sparse", "reference"])
 def test_non_finite_inputs_give_nan_not_a_crash(mode):
     layer = NativeKANLayer(4, 3, grid=5, k=3, contraction=mode)
