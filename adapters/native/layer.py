@@ -8,7 +8,7 @@ intervals on ``grid_range`` extended by ``k`` on each side), zero outside the kn
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
