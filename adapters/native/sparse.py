@@ -114,6 +114,7 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
     return dict(
         forward_inputs=forward_inputs,
         input_grad_basis=input_grad_basis,
+        options=dict(blocks=input_blocks),
     )
 
 
@@ -156,11 +157,8 @@ class SparseKAN(torch.autograd.Function):
         table, values, rows = kernels.forward_inputs(x, spline_weight, spline_scaler)
         y = F.silu(x) @ base_weight.t()
         n_out = base_weight.shape[0]
-        start = 0
-        for r, v in zip(rows, values):
-            end = start + r.shape[1] // (kernels.key[1] + 1)
+        for (start, end), r, v in zip(kernels.options["blocks"], rows, values):
             y += F.embedding_bag(r, table[start:end].view(-1, n_out), per_sample_weights=v, mode="sum")
-            start = end
         ctx.kernels = kernels
         need_x = ctx.needs_input_grad[0]
         ctx.save_for_backward(x, spline_weight, spline_scaler, base_weight, table if need_x else None, *values, *rows)
@@ -178,21 +176,20 @@ class SparseKAN(torch.autograd.Function):
         if need_w or need_s:
             grid, k = ctx.kernels.key
             n_out, _, nb = spline_weight.shape
-            n_blocks = len(per_block) // 2
-            eye = tiled_eye(grid, k, per_block[n_blocks].shape[1] // (k + 1), x.dtype, x.device)
+            blocks = ctx.kernels.options["blocks"]
+            n_blocks = len(blocks)
+            largest = max(end - start for start, end in blocks)
+            eye = tiled_eye(grid, k, largest, x.dtype, x.device)
             grad_t = grad_out.t()
             gw = torch.empty_like(spline_weight, memory_format=torch.contiguous_format)
             gs = torch.empty_like(spline_scaler, memory_format=torch.contiguous_format)
-            start = 0
-            for values, rows in zip(per_block[:n_blocks], per_block[n_blocks:]):
+            for (start, end), values, rows in zip(blocks, per_block[:n_blocks], per_block[n_blocks:]):
                 d = F.embedding_bag(rows.view(-1, k + 1), eye, per_sample_weights=values.view(-1, k + 1), mode="sum")
                 # d loss / d scaled weights of the block, already in (out, block, G + k) order;
                 # split while it is in cache: d/d weight = it * scaler, d/d scaler = <it, weight>
-                gscaled = (grad_t @ d.view(batch, -1)).view(n_out, -1, nb)
-                end = start + gscaled.shape[1]
+                gscaled = (grad_t @ d.view(batch, -1)).view(n_out, end - start, nb)
                 torch.mul(gscaled, spline_scaler[:, start:end, None], out=gw[:, start:end])
                 torch.linalg.vecdot(gscaled, spline_weight[:, start:end], out=gs[:, start:end])
-                start = end
         if need_x:
             gx = _input_grad(ctx.kernels, grad_out, x, table, base_weight)
         return gx, gw, gs, gb, None
