@@ -19,7 +19,8 @@ if "KANBENCH_NATIVE_COMPILE" not in os.environ:
 
 @pytest.fixture
 def compile_on(monkeypatch):
-    """Let the native adapter compile its fused kernel (skips where torch.compile fails)."""
+    """Let the native adapter compile its kernels (tests skip themselves where torch.compile
+    does not work)."""
     monkeypatch.setenv("KANBENCH_NATIVE_COMPILE", "1")
 
 

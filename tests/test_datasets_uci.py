@@ -193,10 +193,16 @@ def _serve(monkeypatch, key: str, source: Path, member: str | None = None,
         entry.rel, ((source.as_uri(), member),), {"sha256": digest}))
 
 
-def test_download_verifies_and_places_files(tmp_path, monkeypatch):
+@pytest.fixture
+def remote(tmp_path, monkeypatch):
+    """Online, with a 'remote' folder holding magic04.data (not yet served)."""
     monkeypatch.delenv("KANBENCH_OFFLINE")
-    remote = tmp_path / "remote"
-    write_magic(remote)
+    folder = tmp_path / "remote"
+    write_magic(folder)
+    return folder
+
+
+def test_download_verifies_and_places_files(tmp_path, monkeypatch, remote):
     _serve(monkeypatch, "magic04.data", remote / "magic04.data")
     data = tmp_path / "data"
     ds = load_dataset("magic", data_dir=data)
@@ -216,10 +222,7 @@ def test_download_verifies_and_places_files(tmp_path, monkeypatch):
     assert (data / "uci" / "drybean" / "DryBeanDataset" / "Dry_Bean_Dataset.arff").is_file()
 
 
-def test_download_with_wrong_checksum_is_rejected(tmp_path, monkeypatch):
-    monkeypatch.delenv("KANBENCH_OFFLINE")
-    remote = tmp_path / "remote"
-    write_magic(remote)
+def test_download_with_wrong_checksum_is_rejected(tmp_path, monkeypatch, remote):
     entry = tabular.UCI_FILES["magic04.data"]
     monkeypatch.setitem(tabular.UCI_FILES, "magic04.data", tabular.UciFile(
         entry.rel, (((remote / "magic04.data").as_uri(), None),), entry.checksums))
@@ -229,10 +232,7 @@ def test_download_with_wrong_checksum_is_rejected(tmp_path, monkeypatch):
     assert not folder.exists() or not any(folder.iterdir())  # no partial file left
 
 
-def test_download_into_cache_when_data_folder_is_read_only(tmp_path, monkeypatch):
-    monkeypatch.delenv("KANBENCH_OFFLINE")
-    remote = tmp_path / "remote"
-    write_magic(remote)
+def test_download_into_cache_when_data_folder_is_read_only(tmp_path, monkeypatch, remote):
     _serve(monkeypatch, "magic04.data", remote / "magic04.data")
     data = tmp_path / "readonly"
     data.mkdir()

@@ -225,24 +225,35 @@ def test_kernel_gradcheck(mode, k, grid):
     assert torch.autograd.gradcheck(_contraction_call(layer, mode), (inp, *params), eps=1e-7, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["dense", "sparse"])
-@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
-def test_kernel_matches_reference_path(mode, k):
-    layer = NativeKANLayer(5, 4, grid=6, k=k, contraction=mode).double()
-    with torch.no_grad():
-        layer.spline_weight.normal_()
-    x = _edge_inputs(layer).requires_grad_(True)
+def _assert_matches_reference(layer, x, x_rows=slice(None)):
+    """The layer's output and its gradients (input, spline weight, scaler, base weight) equal
+    those of the plain-autograd reference path; ``x_rows`` limits the input-gradient check
+    (linear splines: the derivative jumps at the knots). Returns the gradients."""
+    x = x.detach().requires_grad_(True)
+    double = x.dtype == torch.float64
+    y_tol = dict(atol=1e-11, rtol=1e-10) if double else dict(atol=1e-5, rtol=1e-5)
+    g_tol = dict(atol=1e-10, rtol=1e-9) if double else dict(atol=1e-5, rtol=1e-5)
     y = layer(x)
     g = torch.randn_like(y)
     params = [x, layer.spline_weight, layer.spline_scaler, layer.base_weight]
     got = torch.autograd.grad(y, params, g)
     y_ref = layer.reference_forward(x)
     want = torch.autograd.grad(y_ref, params, g)
-    torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=1e-10)
-    rows = slice(0, 12) if k == 1 else slice(None)  # linear splines: derivative jumps at knots
-    torch.testing.assert_close(got[0][rows], want[0][rows], atol=1e-10, rtol=1e-9)
+    torch.testing.assert_close(y, y_ref, **y_tol)
+    torch.testing.assert_close(got[0][x_rows], want[0][x_rows], **g_tol)
     for a, b in zip(got[1:], want[1:]):
-        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+        torch.testing.assert_close(a, b, **g_tol)
+    return got
+
+
+@pytest.mark.parametrize("mode", ["dense", "sparse"])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_kernel_matches_reference_path(mode, k):
+    layer = NativeKANLayer(5, 4, grid=6, k=k, contraction=mode).double()
+    with torch.no_grad():
+        layer.spline_weight.normal_()
+    rows = slice(0, 12) if k == 1 else slice(None)  # linear splines: derivative jumps at knots
+    _assert_matches_reference(layer, _edge_inputs(layer), rows)
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
@@ -261,16 +272,7 @@ def test_sparse_kernel_over_several_input_blocks(compiled, monkeypatch):
     if compiled and not layer.compiles():
         pytest.skip("torch.compile unavailable here")
     for batch in (7, 33, 7):
-        x = (torch.rand(batch, n_in, dtype=torch.float64) * 2.6 - 1.3).requires_grad_(True)
-        y = layer(x)
-        g = torch.randn_like(y)
-        params = [x, layer.spline_weight, layer.spline_scaler, layer.base_weight]
-        got = torch.autograd.grad(y, params, g)
-        y_ref = layer.reference_forward(x)
-        want = torch.autograd.grad(y_ref, params, g)
-        torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=1e-10)
-        for a, b in zip(got, want):
-            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+        _assert_matches_reference(layer, torch.rand(batch, n_in, dtype=torch.float64) * 2.6 - 1.3)
     if compiled:
         assert layer.uses_compiled_kernels()
 
@@ -376,18 +378,8 @@ def test_fused_kernel_matches_reference_path(k, dtype, n_in):
     layer = NativeKANLayer(n_in, 4, grid=6, k=k, contraction="fused").to(dtype)
     with torch.no_grad():
         layer.spline_weight.normal_()
-    x = _edge_inputs(layer).to(dtype).requires_grad_(True)
-    y = layer(x)
-    g = torch.randn_like(y)
-    params = [x, layer.spline_weight, layer.spline_scaler, layer.base_weight]
-    got = torch.autograd.grad(y, params, g)
-    want = torch.autograd.grad(layer.reference_forward(x), params, g)
-    tol = dict(atol=1e-12, rtol=1e-10) if dtype == torch.float64 else dict(atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(y, layer.reference_forward(x), **tol)
     rows = slice(0, 12) if k == 1 else slice(None)
-    torch.testing.assert_close(got[0][rows], want[0][rows], **tol)
-    for a, b in zip(got[1:], want[1:]):
-        torch.testing.assert_close(a, b, **tol)
+    _assert_matches_reference(layer, _edge_inputs(layer).to(dtype), rows)
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
@@ -406,17 +398,8 @@ def test_fused_kernel_in_weight_blocks(compiled, monkeypatch):
     kernels = fused.compiled(*layer.uniform, grid, k, (n_in, n_out))
     if compiled and kernels is None:
         pytest.skip("torch.compile unavailable here")
-    x = (torch.rand(9, n_in, dtype=torch.float64) * 2.6 - 1.3).requires_grad_(True)
-    y = layer(x)
-    g = torch.randn_like(y)
-    params = [x, layer.spline_weight, layer.spline_scaler, layer.base_weight]
-    got = torch.autograd.grad(y, params, g)
-    y_ref = layer.reference_forward(x)
-    want = torch.autograd.grad(y_ref, params, g)
-    torch.testing.assert_close(y, y_ref, atol=1e-11, rtol=1e-10)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
-        assert a.is_contiguous()
+    grads = _assert_matches_reference(layer, torch.rand(9, n_in, dtype=torch.float64) * 2.6 - 1.3)
+    assert all(g.is_contiguous() for g in grads)
     if compiled:
         assert kernels.options["blocks"] == 3 and kernels.is_compiled
 
@@ -456,7 +439,7 @@ def test_auto_falls_back_to_eager_when_compile_is_off_or_fails(monkeypatch):
 
 
 def test_sparse_kernels_fall_back_to_eager_when_compile_fails(monkeypatch):
-    from adapters.native import sparse
+    from adapters.native import fused
 
     def broken_compile(fn, **kwargs):
         def raises(*args):
@@ -465,18 +448,12 @@ def test_sparse_kernels_fall_back_to_eager_when_compile_fails(monkeypatch):
 
     monkeypatch.setenv("KANBENCH_NATIVE_COMPILE", "1")
     monkeypatch.setattr(torch, "compile", broken_compile)
-    monkeypatch.setattr(sparse, "_cache", {})
+    monkeypatch.setattr(fused, "_cache", {})
     layer = NativeKANLayer(6, 3, grid=40, k=3).double()
     assert layer.compiles() and layer._takes_sparse()
-    x = (torch.rand(20, 6, dtype=torch.float64) * 2.4 - 1.2).requires_grad_(True)
+    x = torch.rand(20, 6, dtype=torch.float64) * 2.4 - 1.2
     for _ in range(2):  # the first call falls back inside the call, later ones from the start
-        y = layer(x)
-        params = [x, layer.spline_weight, layer.spline_scaler, layer.base_weight]
-        got = torch.autograd.grad(y.square().sum(), params)
-        want = torch.autograd.grad(layer.reference_forward(x).square().sum(), params)
-        torch.testing.assert_close(y, layer.reference_forward(x), atol=1e-12, rtol=1e-10)
-        for a, b in zip(got, want):
-            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+        _assert_matches_reference(layer, x)
     assert not layer.uses_compiled_kernels()
 
 

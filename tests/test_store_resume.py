@@ -9,7 +9,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from bench import suite as suite_mod
+from bench.errors import StoreError
 from bench.plan import build_plan
 from bench.runner import execute
 from bench.store import Store
@@ -142,8 +145,5 @@ def test_store_of_a_newer_schema_is_refused(tmp_path):
     with db:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     db.close()
-    import pytest
-
-    from bench.errors import StoreError
     with pytest.raises(StoreError, match="schema version 99"):
         Store(store_path)

@@ -297,21 +297,27 @@ def enabled() -> bool:
     return os.environ.get(_ENV_SWITCH, "1") not in ("0", "false", "no") and hasattr(torch, "compile")
 
 
-def compiled(lo: float, h: float, grid: int, k: int, shape: tuple[int, int] | None = None) -> Kernels | None:
-    """The compiled kernels of a configuration, or None when compiling is off or has failed.
+def kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int] | None = None,
+            make: Callable = _make_kernels) -> Kernels:
+    """The kernels ``make`` builds for a configuration and layer shape, cached: compiled when
+    compiling is on (each falls back to its eager twin if compiling fails), else eager.
 
     Layers pass their ``(in, out)`` shape so that each shape gets kernels of its own: shared
     kernels would be recompiled for every layer shape they meet, generic in the sizes (slower
     than kernels specialised to one layer) and, past dynamo's limit of 8 variants, not at all
     (measured: [784, 64, 10] G5 train step 1.34x the MLP alone, 2.5x after other
     configurations had shared its kernels). Only the batch size then varies."""
-    if not enabled():
-        return None
-    key = (lo, h, grid, k, shape)
+    compile = enabled()
+    key = (make, lo, h, grid, k, shape, compile)
     if key not in _cache:
-        _cache[key] = Kernels(lo, h, grid, k, shape=shape)
-    kernels = _cache[key]
-    return kernels if kernels.is_compiled else None
+        _cache[key] = Kernels(lo, h, grid, k, compile=compile, shape=shape, make=make)
+    return _cache[key]
+
+
+def compiled(lo: float, h: float, grid: int, k: int, shape: tuple[int, int] | None = None) -> Kernels | None:
+    """The fused kernels of a configuration if they are compiled (compiling on and not failed)."""
+    found = kernels(lo, h, grid, k, shape)
+    return found if found.is_compiled else None
 
 
 class FusedKAN(torch.autograd.Function):

@@ -198,7 +198,8 @@ def _fused_wins(grid: int, k: int) -> bool:
     is a GEMM as wide as the fused one): fused while ``G + k <= 8 (k + 1)``. Interleaved train
     steps, [784, 64, 10], batch 256, k = 3, 2 threads, ratio to the matched MLP, fused /
     sparse: G = 10 1.41 / 2.02, G = 20 1.46 / 1.70, G = 25 1.59 / 1.68, G = 30 1.59 / 1.58,
-    G = 40 1.56 / 1.55, G = 50 sparse 1.39 to 1.47 (fused 5.8: its 43 MB column matrix)."""
+    G = 40 1.56 / 1.55, G = 50 sparse 1.39 to 1.47 (fused 5.8 when last measured, before this
+    rule; its column matrix is 43 MB there)."""
     return grid + k <= 8 * (k + 1)
 
 
@@ -327,9 +328,8 @@ class NativeKANLayer(nn.Module):
                 elif fused.compiled(*config, shape) is not None:
                     mode = "fused"
         if mode == "fused":
-            # compiled, or its eager twin where compiling is off or failed (forced "fused")
-            kernels = fused.compiled(*config, shape) or fused.Kernels(*config, compile=False, shape=shape)
-            return fused.FusedKAN.apply(*args, kernels)
+            # compiled, or the eager twins where compiling is off or failed (forced "fused")
+            return fused.FusedKAN.apply(*args, fused.kernels(*config, shape))
         if mode == "sparse":
             return sparse.SparseKAN.apply(*args, sparse.kernels(*config, shape))
         return _DenseKAN.apply(*args, _Uniform(*config))

@@ -72,12 +72,17 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
     input_blocks = layer_blocks(n_in, n_out, grid, k)
 
     def locate(x):
-        """Cell (int32, clamped to ``[0, end]``, NaN -> ``end``) and the k + 1 basis values."""
-        t = ((x - lo) * inv_h + k).clamp(0.0, end).nan_to_num(nan=end)
+        """Cell (int32, clamped to ``[0, end]``, NaN -> ``end``), local position and whether x
+        lies inside the knot span."""
+        t = (x - lo) * inv_h + k
+        inside = (t >= 0) & (t < end)
+        t = t.clamp(0.0, end).nan_to_num(nan=end)
         c = torch.floor(t)
-        u = t - c
-        values = torch.stack([fused._segment_value(u, values_rows, r) for r in range(k + 1)], -1)
-        return c.to(torch.int32), values
+        return c.to(torch.int32), t - c, inside
+
+    def segments(u, table):
+        """The k + 1 segment polynomials of ``table`` at ``u``, stacked last."""
+        return torch.stack([fused._segment_value(u, table, r) for r in range(k + 1)], -1)
 
     def forward_inputs(x, spline_weight, spline_scaler):
         """The padded table and, per input block, the basis values of every (sample, input)
@@ -86,7 +91,8 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
         of the block's tiled identity (:func:`tiled_eye`) in the weight gradient.
         ``(batch, block * (k + 1))`` each."""
         table = fused.padded_table(spline_weight, spline_scaler, k)
-        cell, values = locate(x)
+        cell, u, _ = locate(x)
+        values = segments(u, values_rows)
         r = torch.arange(k + 1, dtype=torch.int32, device=x.device)
         batch = x.shape[0]
         rows, vals = [], []
@@ -99,17 +105,13 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
     def input_grad_basis(x):
         """Rows into the flattened table ``(batch, in, k + 1)``, the basis slopes d/dx there
         (zero outside the knot span, where the clamp is flat) and silu'(x)."""
-        t = (x - lo) * inv_h + k
-        inside = ((t >= 0) & (t < end)).unsqueeze(-1)
-        t = t.clamp(0.0, end).nan_to_num(nan=end)
-        c = torch.floor(t)
-        u = t - c
-        slopes = torch.stack([fused._segment_value(u, slope_rows, r) for r in range(k + 1)], -1) * inv_h
+        cell, u, inside = locate(x)
+        slopes = segments(u, slope_rows) * inv_h
         r = torch.arange(k + 1, dtype=torch.int32, device=x.device)
         offset = torch.arange(n_in, dtype=torch.int32, device=x.device) * padded
-        rows = (c.to(torch.int32) + offset).unsqueeze(-1) + r
+        rows = (cell + offset).unsqueeze(-1) + r
         sig = torch.sigmoid(x)
-        return rows, torch.where(inside, slopes, 0.0), sig * (1 + x * (1 - sig))
+        return rows, torch.where(inside.unsqueeze(-1), slopes, 0.0), sig * (1 + x * (1 - sig))
 
     return dict(
         forward_inputs=forward_inputs,
@@ -134,17 +136,9 @@ def tiled_eye(grid: int, k: int, n_inputs: int, dtype, device) -> torch.Tensor:
     return _eyes[key]
 
 
-_cache: dict = {}
-
-
 def kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]) -> fused.Kernels:
-    """The sparse kernels of a configuration and shape: compiled when compiling is on (and
-    works), else their eager twins."""
-    compile = fused.enabled()
-    key = (lo, h, grid, k, shape, compile)
-    if key not in _cache:
-        _cache[key] = fused.Kernels(lo, h, grid, k, compile=compile, shape=shape, make=make_kernels)
-    return _cache[key]
+    """The sparse kernels of a configuration and shape (cached; compiled where that works)."""
+    return fused.kernels(lo, h, grid, k, shape, make=make_kernels)
 
 
 class SparseKAN(torch.autograd.Function):

@@ -249,19 +249,26 @@ def _load_idx(name: str, cls: type, folder: str, data_dir: Path | None) -> _Raw:
 
 def _download_idx(name: str, cls: type, target: Path, folder: str) -> Path:
     raw = target / cls.__name__ / "raw"
-    files = [f"{f}.gz" for f in _IDX_FILES]
     how = (f"Copy the four files (as published, .gz or gunzipped) into {raw}, e.g. "
            f"`mkdir -p {raw} && cp <copy>/{cls.__name__}/raw/*.gz {raw}/`.")
+    return _download(name, cls, target, folder, [f"{f}.gz" for f in _IDX_FILES], raw, how)
+
+
+def _download(name: str, cls: type, target: Path, label: str, files: list[str], where: Path,
+              how: str) -> Path:
+    """Fetch a set with torchvision's ``cls(..., download=True)`` into ``target`` (or its
+    writable twin) and return that root; offline or on failure, the DataUnavailableError
+    naming ``files``, the folder ``where`` they belong and ``how`` to place them."""
     if paths.offline():
-        raise paths.unavailable(name, files, raw, how)
-    dl_root = paths.writable_twin(target, folder)
+        raise paths.unavailable(name, files, where, how)
+    dl_root = paths.writable_twin(target, label)
     try:
         with paths.socket_timeout(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cls(str(dl_root), train=True, download=True)
     except Exception as exc:
         raise paths.unavailable(
-            name, files, raw, how, reason=f"downloading them failed ({_short(exc)})"
+            name, files, where, how, reason=f"downloading them failed ({_short(exc)})"
         ) from None
     return dl_root
 
@@ -363,21 +370,9 @@ def _load_cifar(name: str, data_dir: Path | None) -> _Raw:
 
 def _download_cifar(name: str, target: Path, label: str) -> Path:
     folder = target / tvd.CIFAR10.base_folder
-    files = [f for f, _ in _cifar_files()]
     how = (f"Download {tvd.CIFAR10.url} elsewhere and put it in {target} (it is extracted "
            f"on first use), or extract it so that {folder} holds the batches.")
-    if paths.offline():
-        raise paths.unavailable(name, files, folder, how)
-    dl_root = paths.writable_twin(target, label)
-    try:
-        with paths.socket_timeout(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tvd.CIFAR10(str(dl_root), train=True, download=True)
-    except Exception as exc:
-        raise paths.unavailable(
-            name, files, folder, how, reason=f"downloading them failed ({_short(exc)})"
-        ) from None
-    return dl_root
+    return _download(name, tvd.CIFAR10, target, label, [f for f, _ in _cifar_files()], folder, how)
 
 
 # --------------------------------------------------------------------------------------------
