@@ -343,7 +343,7 @@ def _fused_call(layer, kernels):
     return f
 
 
-@pytest.mark.parametrize("layout", ["basis-major", "batch-inner"])
+@pytest.mark.parametrize("layout", ["basis-major", "batch-inner", "weight-blocks"])
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("k,grid", [(1, 3), (2, 4), (3, 5), (4, 2), (5, 3)])
 def test_fused_kernel_gradcheck(compiled, k, grid, layout, monkeypatch):
@@ -354,16 +354,26 @@ def test_fused_kernel_gradcheck(compiled, k, grid, layout, monkeypatch):
 
     if compiled and (k, grid) not in ((1, 3), (3, 5), (5, 3)):
         pytest.skip("compiled variant on a subset: each configuration costs a compile")
-    layer = NativeKANLayer(3, 2, grid=grid, k=k).double()
+    if compiled and not fused.enabled():
+        pytest.skip("torch.compile unavailable here")
+    n_in = 3
+    if layout == "weight-blocks":
+        # W packed a block of 3 inputs at a time (3, 3, 1) on a layer small enough for
+        # finite differences
+        n_in = 7
+        monkeypatch.setattr(fused, "BATCH_INNER_MAX_IN", 0)
+        monkeypatch.setattr(fused, "BLOCKED_MIN_FLOATS", 0)
+        monkeypatch.setattr(fused, "MIN_BLOCK_COLUMNS", 1)
+        monkeypatch.setattr(fused, "WEIGHT_BLOCK_FLOATS", 2 * (grid + k + 1) * 3)
+    layer = NativeKANLayer(n_in, 2, grid=grid, k=k).double()
     with torch.no_grad():
         layer.spline_weight.normal_()
-    # kernels made for no particular shape build C basis-major; a 3-input layer's batch-inner
-    shape = (3, 2) if layout == "batch-inner" else None
-    kernels = fused.compiled(*layer.uniform, grid, k, shape) if compiled else None
-    if compiled and kernels is None:
-        pytest.skip("torch.compile unavailable here")
-    kernels = kernels or fused.Kernels(*layer.uniform, grid, k, compile=False, shape=shape)
-    assert kernels.options["batch_inner"] == (layout == "batch-inner")
+        layer.spline_scaler.normal_()
+    # kernels made for no particular shape build C basis-major; a 3-input layer's batch-inner.
+    # Made here, not taken from the cache: the block settings above are not part of its key.
+    shape = None if layout == "basis-major" else (n_in, 2)
+    kernels = fused.Kernels(*layer.uniform, grid, k, compile=compiled, shape=shape)
+    assert kernels.options == {"batch_inner": layout == "batch-inner", "blocks": 3 if layout == "weight-blocks" else 0}
     x = _edge_inputs(layer)
     x_fd = x[:12] if k == 1 else x  # linear splines: the derivative jumps at the knots
     params = [p.detach().clone().requires_grad_(True) for p in (layer.spline_weight, layer.spline_scaler, layer.base_weight)]
