@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import adapters
+from bench.memory import peak_bytes
 from adapters.base import Adapter, AdapterError, ModelSpec
 
 
@@ -177,30 +178,8 @@ class _TwoLogits(torch.nn.Module):
 
 
 def peak_step_bytes(bench: Bench) -> int:
-    """Transient peak of tensor memory during one train step, above what was live before it.
-
-    Method: ``torch.profiler`` with ``profile_memory=True`` records every allocation and free
-    of PyTorch's allocators (CPU and CUDA) as ``[memory]`` events with signed byte counts; the
-    running sum in time order is the extra memory held, and its maximum is the step's peak
-    (parameters, gradients and optimiser state from earlier steps are the baseline). This
-    counts tensors only (not Python objects or allocator caches), which is what differs
-    between implementations. Run after a warm-up step so optimiser state already exists.
-    """
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU]
-    if bench.x.is_cuda:
-        activities.append(ProfilerActivity.CUDA)
+    """Transient peak of tensor memory during one train step (method: bench/memory.py; CUDA
+    ``torch.cuda.max_memory_allocated``, CPU the allocations ``torch.profiler`` records). Run
+    after a warm-up step so that optimiser state already exists."""
     bench.step()
-    with profile(activities=activities, profile_memory=True) as prof:
-        bench.step()
-    events = [
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]"
-    ]
-    running = peak = 0
-    for _, nbytes in sorted(events):
-        running += nbytes
-        peak = max(peak, running)
-    return peak
+    return peak_bytes(bench.step, bench.x.device)
