@@ -3,7 +3,8 @@
 CUDA: ``torch.cuda.max_memory_allocated`` during the call, above what was allocated before it.
 
 CPU has no allocator statistics, so the call runs under ``torch.profiler`` with
-``profile_memory=True``, which records PyTorch's allocations and frees with their addresses.
+``profile_memory=True``, which records PyTorch's allocations and frees with their addresses
+(read from the profiler's event tree, ``experimental_event_tree``).
 The figure is the peak, in time order, of the bytes allocated *during* the call and not yet
 freed. Frees of blocks allocated before the call (a train step's ``zero_grad`` freeing the last
 step's gradients) are ignored: the profiler reports them only for blocks it saw allocated in an

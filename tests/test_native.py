@@ -379,6 +379,7 @@ def test_fused_kernel_gradcheck(compiled, k, grid, layout, monkeypatch):
     params = [p.detach().clone().requires_grad_(True) for p in (layer.spline_weight, layer.spline_scaler, layer.base_weight)]
     inp = x_fd.clone().requires_grad_(True)
     assert torch.autograd.gradcheck(_fused_call(layer, kernels), (inp, *params), eps=1e-7, atol=1e-6, rtol=1e-5)
+    assert kernels.is_compiled == compiled  # a compile failure would have fallen back to eager
 
 
 @pytest.mark.parametrize("n_in", [5, 20], ids=["batch-inner", "basis-major"])

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import adapters
-from bench.memory import peak_bytes
 from adapters.base import Adapter, AdapterError, ModelSpec
+from bench.memory import peak_bytes
 
 
 @dataclass(frozen=True)
