@@ -209,13 +209,6 @@ def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]
     )
 
 
-def padded_table(spline_weight, spline_scaler, k: int) -> torch.Tensor:
-    """The sparse contraction's table (see layer.py): scaled spline weights ``(in, P, out)``
-    with k zero rows before and k + 1 after the G + k real ones."""
-    scaled = (spline_weight * spline_scaler.unsqueeze(-1)).permute(1, 2, 0)
-    return F.pad(scaled, (0, 0, k, k + 1))
-
-
 def split_scaled(gscaled, spline_weight, spline_scaler):
     """Gradients of spline weight and scaler from that of the scaled weights ``(out, in, nb)``,
     each contiguous in its parameter's layout (``gscaled`` may be a strided view)."""

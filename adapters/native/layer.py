@@ -160,7 +160,7 @@ class _DenseKAN(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, spline_weight, spline_scaler, base_weight, dense, cell, u = ctx.saved_tensors
         cfg = ctx.cfg
-        batch, n_in = x.shape
+        n_in = x.shape[1]
         n_out, nb, k, P = grad_out.shape[1], cfg.n_bases, cfg.k, cfg.padded
         need_x, need_w, need_s, need_b = ctx.needs_input_grad[:4]
         grad_out = grad_out.contiguous()
@@ -175,14 +175,8 @@ class _DenseKAN(torch.autograd.Function):
             # d y / d x_i = sum_r dV_r(x_i) table[i, cell + r] + silu'(x_i) base_weight[:, i]:
             # gather the k + 1 rows, dot them with grad_out
             rows = _active_rows(cell, k, P, cfg.grid + 2 * k + 1)  # rows of the flattened table
-            table = fused.padded_table(spline_weight, spline_scaler, k)
-            deriv = _derivatives(u, k, cfg.h)
-            gx = x.new_empty(batch, n_in)
-            flat = table.view(-1, n_out)
-            for s, e in sparse.blocks(n_in, batch * (k + 1) * n_out, sparse.TABLE_BLOCK_FLOATS):
-                picked = F.embedding(rows[:, s:e].reshape(batch, -1), flat)  # (B, c (k+1), out)
-                gv = torch.bmm(picked, grad_out.unsqueeze(-1)).view(batch, e - s, k + 1)
-                gx[:, s:e] = (gv * deriv[:, s:e]).sum(-1)
+            table = sparse.padded_table(spline_weight, spline_scaler, k)
+            gx = sparse.spline_input_grad(grad_out, table, rows, _derivatives(u, k, cfg.h))
             # outside the knot span the clamp is flat: no spline gradient there
             t = (x - cfg.lo) * (1.0 / cfg.h) + k
             gx.mul_((t >= 0) & (t < cfg.grid + 2 * k))
@@ -321,12 +315,12 @@ class NativeKANLayer(nn.Module):
         shape = (self.in_features, self.out_features)
         mode = self.contraction
         if mode == "auto":
-            mode = _choose(self.grid_size, self.k, x.shape[0], self.in_features)
-            if self.compiles():
-                if self._takes_sparse():
-                    mode = "sparse"
-                elif fused.compiled(*config, shape) is not None:
-                    mode = "fused"
+            if self.compiles() and self._takes_sparse():
+                mode = "sparse"
+            elif self.compiles() and fused.kernels(*config, shape).is_compiled:
+                mode = "fused"
+            else:  # eager: compiling off or failed
+                mode = _choose(self.grid_size, self.k, x.shape[0], self.in_features)
         if mode == "fused":
             # compiled, or the eager twins where compiling is off or failed (forced "fused")
             return fused.FusedKAN.apply(*args, fused.kernels(*config, shape))

@@ -36,13 +36,20 @@ import torch.nn.functional as F
 from adapters.native import fused
 from adapters.native.basis import _segment_tables
 
-#: forward input blocks: ~1 MiB of float32 table rows per block (a core's L2); larger blocks
-#: were slower
+#: input blocks of the forward gather and the input gradient: ~1 MiB of float32 table rows
+#: per block (a core's L2); larger blocks were slower
 TABLE_BLOCK_FLOATS = 1 << 18
 #: weight-gradient input blocks: ~4096 basis columns per block, so ``grad_out^T @ D_block``
 #: is one wide GEMM (G = 50, [784, 64, 10], batch 256, 2 threads: 5.1 ms for all blocks of 66
 #: inputs against 6.4 ms as one batched GEMM per input)
 GRAD_BLOCK_COLUMNS = 4096
+
+
+def padded_table(spline_weight, spline_scaler, k: int) -> torch.Tensor:
+    """The table of scaled spline weights ``(in, P, out)``, with k zero rows before and
+    k + 1 after the G + k real ones (module docstring)."""
+    scaled = (spline_weight * spline_scaler.unsqueeze(-1)).permute(1, 2, 0)
+    return F.pad(scaled, (0, 0, k, k + 1))
 
 
 def blocks(n_in: int, per_input: int, budget: int) -> list[tuple[int, int]]:
@@ -90,7 +97,7 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
         rows of the block's part of the table viewed ``(block * P, out)`` in the forward, and
         of the block's tiled identity (:func:`tiled_eye`) in the weight gradient.
         ``(batch, block * (k + 1))`` each."""
-        table = fused.padded_table(spline_weight, spline_scaler, k)
+        table = padded_table(spline_weight, spline_scaler, k)
         cell, u, _ = locate(x)
         values = segments(u, values_rows)
         r = torch.arange(k + 1, dtype=torch.int32, device=x.device)
@@ -189,22 +196,25 @@ class SparseKAN(torch.autograd.Function):
         return gx, gw, gs, gb, None
 
 
-#: input-gradient blocks: ~1 MiB of gathered table rows per block
-_PICK_BLOCK_FLOATS = 1 << 18
-
-
 def _input_grad(kernels, grad_out, x, table, base_weight):
-    """``d y / d x_i = sum_r slope_r(x_i) table[i, cell + r] + silu'(x_i) base_weight[:, i]``,
-    dotted with ``grad_out``: gather the k + 1 rows of each input, a block at a time."""
-    batch, n_in = x.shape
-    n_out = base_weight.shape[0]
+    """``d y / d x`` of the sparse contraction, dotted with ``grad_out`` (see
+    :func:`spline_input_grad`), plus the base branch's ``silu'(x_i) base_weight[:, i]``."""
     rows, slopes, dsilu = kernels.input_grad_basis(x)
-    k1 = rows.shape[-1]
+    return spline_input_grad(grad_out, table, rows, slopes) + (grad_out @ base_weight) * dsilu
+
+
+def spline_input_grad(grad_out, table, rows, slopes):
+    """``sum_r slopes[b, i, r] <table row rows[b, i, r], grad_out[b]>`` for every (b, i): the
+    spline branch's input gradient from the k + 1 table rows each input touches (``rows`` into
+    the table viewed ``(in * P, out)``, ``(batch, in, k + 1)`` like ``slopes``), gathered a
+    block of inputs at a time so the rows stay in cache. Shared by the sparse and dense
+    contractions."""
+    batch, n_in, k1 = rows.shape
+    n_out = grad_out.shape[1]
     flat = table.view(-1, n_out)
-    gx = grad_out @ base_weight
-    gx *= dsilu
-    for s, e in blocks(n_in, batch * k1 * n_out, _PICK_BLOCK_FLOATS):
+    gx = grad_out.new_empty(batch, n_in)
+    for s, e in blocks(n_in, batch * k1 * n_out, TABLE_BLOCK_FLOATS):
         picked = F.embedding(rows[:, s:e].reshape(batch, -1), flat)  # (B, block * (k+1), out)
         dots = torch.bmm(picked, grad_out.unsqueeze(-1)).view(batch, e - s, k1)
-        gx[:, s:e] += (dots * slopes[:, s:e]).sum(-1)
+        gx[:, s:e] = (dots * slopes[:, s:e]).sum(-1)
     return gx
