@@ -103,6 +103,26 @@ def _derivatives(u: torch.Tensor, k: int, h: float) -> torch.Tensor:
     return (_powers(u, k) @ _segment(k, u.dtype, u.device, True)) * (1.0 / h)
 
 
+_eyes: dict = {}
+
+
+def _padded_eye(cfg: _Uniform, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The padded identity ``(P, G + k)``: row ``k + j`` is e_j, the padding rows are zero."""
+    key = (cfg.grid, cfg.k, dtype, device)
+    if key not in _eyes:
+        eye = torch.zeros(cfg.padded, cfg.n_bases, dtype=dtype, device=device)
+        eye[cfg.k : cfg.k + cfg.n_bases] = torch.eye(cfg.n_bases, dtype=dtype, device=device)
+        _eyes[key] = eye
+    return _eyes[key]
+
+
+def _padded_table(spline_weight: torch.Tensor, spline_scaler: torch.Tensor, k: int) -> torch.Tensor:
+    """The table of scaled spline weights ``(in, P, out)``, with k zero rows before and
+    k + 1 after the G + k real ones (see above)."""
+    scaled = (spline_weight * spline_scaler.unsqueeze(-1)).permute(1, 2, 0)
+    return F.pad(scaled, (0, 0, k, k + 1))
+
+
 def _dense_basis(rows: torch.Tensor, values: torch.Tensor, cfg: _Uniform) -> torch.Tensor:
     """The dense basis ``(B, c * (G + k))`` of a block of inputs.
 
@@ -111,8 +131,7 @@ def _dense_basis(rows: torch.Tensor, values: torch.Tensor, cfg: _Uniform) -> tor
     zero fill, no scatter, no masks (rows of missing bases are zero rows of the padding).
     """
     batch, c = rows.shape[:2]
-    eye = sparse.tiled_eye(cfg.grid, cfg.k, 1, values.dtype, values.device)
-    d = F.embedding_bag(rows.reshape(-1, cfg.k + 1), eye, per_sample_weights=values.reshape(-1, cfg.k + 1), mode="sum")
+    d = F.embedding_bag(rows.reshape(-1, cfg.k + 1), _padded_eye(cfg, values.dtype, values.device), per_sample_weights=values.reshape(-1, cfg.k + 1), mode="sum")
     return d.view(batch, c * cfg.n_bases)
 
 
@@ -175,7 +194,7 @@ class _DenseKAN(torch.autograd.Function):
             # d y / d x_i = sum_r dV_r(x_i) table[i, cell + r] + silu'(x_i) base_weight[:, i]:
             # gather the k + 1 rows, dot them with grad_out
             rows = _active_rows(cell, k, P, cfg.grid + 2 * k + 1)  # rows of the flattened table
-            table = sparse.padded_table(spline_weight, spline_scaler, k)
+            table = _padded_table(spline_weight, spline_scaler, k)
             gx = sparse.spline_input_grad(grad_out, table, rows, _derivatives(u, k, cfg.h))
             # outside the knot span the clamp is flat: no spline gradient there
             t = (x - cfg.lo) * (1.0 / cfg.h) + k

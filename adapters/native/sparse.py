@@ -2,10 +2,10 @@
 
 Used for large grids (see ``layer._fused_wins``), where the fused kernel's ``G + k + 1``
 columns per input would cost more than they save. On uniform knots a point of input ``i`` in
-cell ``c`` touches only the rows ``c .. c + k`` of a *padded* table ``(in, P, out)``,
-``P = G + 3k + 1``, of scaled spline weights (k zero rows before the ``G + k`` real ones and
-k + 1 after, so bases that do not exist near the ends, points outside the span and NaN inputs
-all land on zero rows; see layer.py).
+cell ``c`` touches only the bases ``j = c - k .. c``: rows ``i * (G + k) + j`` of a table
+``(in, G + k, out)`` of scaled spline weights. Bases that do not exist (``j`` outside
+``[0, G + k)``: near the ends of the knot vector, for points outside the span and for NaN
+inputs) get the value 0 and a row clamped into range, so nothing needs a mask afterwards.
 
 Forward: one kernel builds the table and, for each block of inputs, the basis values of every
 (sample, input) with their rows in the block's part of the table (contiguous
@@ -14,14 +14,16 @@ at a time so the table rows it reads stay in cache. The values and rows are kept
 (and the table, when x needs a gradient).
 
 Weight gradient: ``d loss / d scaled weights = grad_out^T @ D`` with ``D`` the dense basis. It
-is built one block of inputs at a time (``embedding_bag`` of the same k + 1 weighted rows, of
-copies of the padded identity instead of the table: no zero fill) in ``(batch, block * (G + k))`` layout, so each block's product is
-one wide GEMM whose result is already in the parameters' ``(out, in, G + k)`` order, and is
+is built one block of inputs at a time in ``(batch, block * (G + k))`` layout, the same values
+scattered into a zeroed buffer at the same rows (now column indices), so each block's product
+is one wide GEMM whose result is already in the parameters' ``(out, in, G + k)`` order, and is
 split into the spline weight and scaler gradients while it is in cache. ``D`` is never built
 whole. (An exact sparse scatter of ``(k + 1) * out`` values per sample and input was slower
 than this GEMM on CPUs: scattered adds run far below BLAS speed.) Measured at [784, 64, 10],
-G = 50, batch 256, 2 threads: train step 1.39x to 1.47x the matched MLP (interleaved), down
-from 1.64x to 1.76x with per-input batched GEMMs and eager index preparation.
+G = 50, batch 256, 2 threads, train step against the matched MLP (interleaved): 1.40x, from
+1.52x when ``D`` was built by ``embedding_bag`` of a padded identity into a fresh tensor per
+block and the table was padded with zero rows instead of clamping (1.64x to 1.76x before that
+with per-input batched GEMMs and eager index preparation).
 
 The kernels (:func:`make_kernels`) are plain functions that :class:`fused.Kernels` compiles
 with torch.compile per layer shape, or runs eagerly when compiling is off or fails. Block
@@ -45,11 +47,9 @@ TABLE_BLOCK_FLOATS = 1 << 18
 GRAD_BLOCK_COLUMNS = 4096
 
 
-def padded_table(spline_weight, spline_scaler, k: int) -> torch.Tensor:
-    """The table of scaled spline weights ``(in, P, out)``, with k zero rows before and
-    k + 1 after the G + k real ones (module docstring)."""
-    scaled = (spline_weight * spline_scaler.unsqueeze(-1)).permute(1, 2, 0)
-    return F.pad(scaled, (0, 0, k, k + 1))
+def scaled_table(spline_weight, spline_scaler) -> torch.Tensor:
+    """The scaled spline weights as a table ``(in, G + k, out)``: one row per (input, basis)."""
+    return (spline_weight * spline_scaler.unsqueeze(-1)).permute(1, 2, 0).contiguous()
 
 
 def blocks(n_in: int, per_input: int, budget: int) -> list[tuple[int, int]]:
@@ -62,8 +62,8 @@ def layer_blocks(n_in: int, n_out: int, grid: int, k: int) -> list[tuple[int, in
     """The input blocks of a layer: at most ~1 MiB of table rows (forward gathers stay in
     cache) and ~4096 basis columns (the weight gradient's GEMMs stay wide), but at least
     1024 columns where the table rows are long (wide layers), or the GEMMs get too narrow."""
-    nb, padded = grid + k, grid + 3 * k + 1
-    per_block = min(TABLE_BLOCK_FLOATS // (padded * n_out), GRAD_BLOCK_COLUMNS // nb)
+    nb = grid + k
+    per_block = min(TABLE_BLOCK_FLOATS // (nb * n_out), GRAD_BLOCK_COLUMNS // nb)
     per_block = max(per_block, -(-1024 // nb))
     return blocks(n_in, 1, per_block)
 
@@ -72,9 +72,8 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
     """The sparse contraction's kernels of one layer configuration and shape ``(in, out)``."""
     n_in, n_out = shape
     inv_h = 1.0 / h
-    end = grid + 2 * k  # last cell: all padding
+    end = grid + 2 * k  # past the last cell: no basis exists there
     nb = grid + k
-    padded = grid + 3 * k + 1
     values_rows, slope_rows = _segment_tables(k)
     input_blocks = layer_blocks(n_in, n_out, grid, k)
 
@@ -91,56 +90,47 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
         """The k + 1 segment polynomials of ``table`` at ``u``, stacked last."""
         return torch.stack([fused._segment_value(u, table, r) for r in range(k + 1)], -1)
 
+    def active(x):
+        """Per (sample, input): the local position, the knot-span mask, and the index
+        ``cell - k + r`` of each of the k + 1 bases its cell touches (stacked last, int32),
+        clamped into ``[0, G + k)``, with whether that basis exists (module docstring)."""
+        cell, u, inside = locate(x)
+        j = cell.unsqueeze(-1) - k + torch.arange(k + 1, dtype=cell.dtype, device=x.device)
+        exists = (j >= 0) & (j < nb)
+        return u, inside, j.clamp(0, nb - 1), exists
+
     def forward_inputs(x, spline_weight, spline_scaler):
-        """The padded table and, per input block, the basis values of every (sample, input)
-        and their rows ``i' * P + cell + r`` (``i'`` counted from the block's first input):
-        rows of the block's part of the table viewed ``(block * P, out)`` in the forward, and
-        of the block's tiled identity (:func:`tiled_eye`) in the weight gradient.
-        ``(batch, block * (k + 1))`` each."""
-        table = padded_table(spline_weight, spline_scaler, k)
-        cell, u, _ = locate(x)
-        values = segments(u, values_rows)
-        r = torch.arange(k + 1, dtype=torch.int32, device=x.device)
+        """The table ``(in, G + k, out)`` and, per input block, the basis values of every
+        (sample, input) (zero for bases that do not exist) and their rows ``i' * (G + k) + j``
+        (``i'`` counted from the block's first input): rows of the block's part of the table
+        viewed ``(block * (G + k), out)`` in the forward, columns of the block's dense basis in
+        the weight gradient. ``(batch, block * (k + 1))`` each."""
+        table = scaled_table(spline_weight, spline_scaler)
+        u, _, j, exists = active(x)
+        values = torch.where(exists, segments(u, values_rows), 0.0)
         batch = x.shape[0]
         rows, vals = [], []
         for s, e in input_blocks:  # each block contiguous (inductor would return strided views)
-            offset = torch.arange(e - s, dtype=torch.int32, device=x.device).unsqueeze(1) * padded
-            rows.append((cell[:, s:e].unsqueeze(-1) + offset + r).view(batch, -1))
+            offset = torch.arange(e - s, dtype=j.dtype, device=x.device).unsqueeze(1) * nb
+            rows.append((j[:, s:e] + offset).view(batch, -1))
             vals.append(values[:, s:e].contiguous().view(batch, -1))
         return table, vals, rows
 
     def input_grad_basis(x):
         """Rows into the flattened table ``(batch, in, k + 1)``, the basis slopes d/dx there
-        (zero outside the knot span, where the clamp is flat) and silu'(x)."""
-        cell, u, inside = locate(x)
+        (zero for bases that do not exist and outside the knot span, where the clamp is flat)
+        and silu'(x)."""
+        u, inside, j, exists = active(x)
         slopes = segments(u, slope_rows) * inv_h
-        r = torch.arange(k + 1, dtype=torch.int32, device=x.device)
-        offset = torch.arange(n_in, dtype=torch.int32, device=x.device) * padded
-        rows = (cell + offset).unsqueeze(-1) + r
+        offset = torch.arange(n_in, dtype=j.dtype, device=x.device).unsqueeze(-1) * nb
         sig = torch.sigmoid(x)
-        return rows, torch.where(inside.unsqueeze(-1), slopes, 0.0), sig * (1 + x * (1 - sig))
+        return j + offset, torch.where(exists & inside.unsqueeze(-1), slopes, 0.0), sig * (1 + x * (1 - sig))
 
     return dict(
         forward_inputs=forward_inputs,
         input_grad_basis=input_grad_basis,
         options=dict(blocks=input_blocks),
     )
-
-
-_eyes: dict = {}
-
-
-def tiled_eye(grid: int, k: int, n_inputs: int, dtype, device) -> torch.Tensor:
-    """``n_inputs`` copies of the padded identity stacked: ``(n_inputs * P, G + k)``, row
-    ``i * P + k + j`` is e_j. Looked up with a block's table rows, k + 1 weighted rows of it
-    make the dense basis row of (sample, input)."""
-    key = (grid, k, n_inputs, dtype, device)
-    if key not in _eyes:
-        nb, padded = grid + k, grid + 3 * k + 1
-        eye = torch.zeros(padded, nb, dtype=dtype, device=device)
-        eye[k : k + nb] = torch.eye(nb, dtype=dtype, device=device)
-        _eyes[key] = eye.repeat(n_inputs, 1)
-    return _eyes[key]
 
 
 def kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]) -> fused.Kernels:
@@ -175,20 +165,22 @@ class SparseKAN(torch.autograd.Function):
         if need_b:
             gb = grad_out.t() @ F.silu(x)
         if need_w or need_s:
-            grid, k = ctx.kernels.key
             n_out, _, nb = spline_weight.shape
             blocks = ctx.kernels.options["blocks"]
-            n_blocks = len(blocks)
-            largest = max(end - start for start, end in blocks)
-            eye = tiled_eye(grid, k, largest, x.dtype, x.device)
             grad_t = grad_out.t()
+            # one buffer for every block's dense basis: a fresh one per block costs page faults
+            largest = max(end - start for start, end in blocks)
+            buffer = grad_out.new_empty(batch * largest * nb)
             gw = torch.empty_like(spline_weight, memory_format=torch.contiguous_format)
             gs = torch.empty_like(spline_scaler, memory_format=torch.contiguous_format)
-            for (start, end), values, rows in zip(blocks, per_block[:n_blocks], per_block[n_blocks:]):
-                d = F.embedding_bag(rows.view(-1, k + 1), eye, per_sample_weights=values.view(-1, k + 1), mode="sum")
+            n_blocks = len(blocks)
+            for (start, end), v, r in zip(blocks, per_block[:n_blocks], per_block[n_blocks:]):
+                # the block's dense basis: the k + 1 values of every (sample, input) scattered
+                # into their columns (bases that do not exist add a zero to a real column)
+                d = buffer[: batch * (end - start) * nb].view(batch, -1).zero_().scatter_add_(1, r.long(), v)
                 # d loss / d scaled weights of the block, already in (out, block, G + k) order;
                 # split while it is in cache: d/d weight = it * scaler, d/d scaler = <it, weight>
-                gscaled = (grad_t @ d.view(batch, -1)).view(n_out, end - start, nb)
+                gscaled = (grad_t @ d).view(n_out, end - start, nb)
                 torch.mul(gscaled, spline_scaler[:, start:end, None], out=gw[:, start:end])
                 torch.linalg.vecdot(gscaled, spline_weight[:, start:end], out=gs[:, start:end])
         if need_x:
