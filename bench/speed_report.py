@@ -22,6 +22,11 @@ from bench.errors import KanbenchError
 
 BASELINE = "mlp"
 NATIVE = "native"
+#: a median more than this multiple of its own minimum marks a disturbed measurement: the
+#: rounds were not alike (another process on the cores for part of them). Over five full runs
+#: on a 2-core machine, 1 to 4 of 90 entries per run exceeded it (up to 2.3x); the rest stayed
+#: below 1.25x.
+DISTURBED = 1.25
 
 
 class SpeedReportError(KanbenchError):
@@ -40,6 +45,11 @@ class Entry:
     peak_bytes: int | None
     ratio: float | None = None  # median / matched MLP median
 
+    @property
+    def spread(self) -> float:
+        """Median over minimum: 1 when every round took the same time."""
+        return self.median / self.minimum if self.minimum > 0 else 1.0
+
 
 @dataclass
 class Group:
@@ -48,6 +58,9 @@ class Group:
     entries: list[Entry]
     native_vs_best: float | None
     best_other: str | None
+    #: the implementations entering the summary ratios (native, MLP, best other KAN) whose
+    #: measurement was disturbed (:data:`DISTURBED`): those ratios need a rerun
+    disturbed: list[str]
 
 
 def _entry(raw: dict, path: Path) -> Entry:
@@ -100,7 +113,9 @@ def load_groups(json_path: str | Path) -> tuple[list[Group], dict]:
         others = [e for e in entries if e.family == "kan" and e.impl != NATIVE]
         best = min(others, key=lambda e: e.median) if others else None
         ratio = native.median / best.median if native and best and best.median > 0 else None
-        groups.append(Group(kind, config, entries, ratio, best.impl if best else None))
+        compared = [e for e in (native, base, best) if e is not None]
+        disturbed = [e.impl for e in compared if e.spread > DISTURBED]
+        groups.append(Group(kind, config, entries, ratio, best.impl if best else None, disturbed))
     order = {"forward": 0, "backward": 1, "train_step": 2}
     groups.sort(key=lambda g: (order.get(g.kind, 9), g.kind, _config_key(g.config)))
     return groups, data.get("machine_info") or {}
@@ -132,12 +147,14 @@ Source: `{{ source }}`{% if machine %} | {{ machine }}{% endif %}
 
 Times are medians over the timed rounds; **vs MLP** divides by the parameter-matched MLP of
 the same configuration; **native vs best other KAN** divides the native kernel's time by the
-fastest other KAN implementation's.
+fastest other KAN implementation's. **disturbed** names the implementations in those ratios
+whose median is more than {{ disturbed_limit }}x their fastest round: their rounds were not
+alike (other work on the cores), so the ratio is unreliable; rerun before reading it.
 
 ## Summary: native vs best other KAN
-| kind | config | native vs MLP | best other KAN | native vs it |
-|---|---|---|---|---|
-{% for g in groups %}| {{ g.kind }} | {{ g.config }} | {{ x(native_ratio(g)) }} | {{ g.best_other or "-" }} | {{ x(g.native_vs_best) }} |
+| kind | config | native vs MLP | best other KAN | native vs it | disturbed |
+|---|---|---|---|---|---|
+{% for g in groups %}| {{ g.kind }} | {{ g.config }} | {{ x(native_ratio(g)) }} | {{ g.best_other or "-" }} | {{ x(g.native_vs_best) }} | {{ g.disturbed | join(", ") }} |
 {% endfor %}
 {% for g in groups %}
 ## {{ g.kind }} {{ g.config }}
@@ -146,6 +163,8 @@ fastest other KAN implementation's.
 {% for e in g.entries %}| {{ e.impl }} | {{ ms(e.median) }} | {{ ms(e.minimum) }} | {{ x(e.ratio) }} | {{ mib(e.peak_bytes) }} |
 {% endfor %}{% if g.native_vs_best is not none %}
 native vs fastest other KAN ({{ g.best_other }}): **{{ x(g.native_vs_best) }}**
+{% endif %}{% if g.disturbed %}
+disturbed: {{ spreads(g) }}
 {% endif %}{% endfor %}"""
 
 _HTML = """\
@@ -163,12 +182,15 @@ tr.native{font-weight:bold}
 <p>Source: <code>{{ source }}</code>{% if machine %} &middot; {{ machine }}{% endif %}</p>
 <p>Times are medians over the timed rounds; <em>vs MLP</em> divides by the parameter-matched
 MLP of the same configuration; <em>native vs best other KAN</em> divides the native kernel's
-time by the fastest other KAN implementation's.</p>
+time by the fastest other KAN implementation's. <em>disturbed</em> names the implementations in those
+ratios whose median is more than {{ disturbed_limit }}x their fastest round: their rounds were not
+alike (other work on the cores), so the ratio is unreliable; rerun before reading it.</p>
 <h2>Summary: native vs best other KAN</h2>
-<table><tr><th>kind</th><th>config</th><th>native vs MLP</th><th>best other KAN</th><th>native vs it</th></tr>
+<table><tr><th>kind</th><th>config</th><th>native vs MLP</th><th>best other KAN</th><th>native vs it</th><th>disturbed</th></tr>
 {% for g in groups %}<tr><td>{{ g.kind }}</td><td>{{ g.config }}</td><td>{{ x(native_ratio(g)) }}</td>
 <td>{{ g.best_other or "-" }}</td>
-<td class="{{ 'good' if g.native_vs_best is not none and g.native_vs_best < 1 else 'bad' }}">{{ x(g.native_vs_best) }}</td></tr>
+<td class="{{ 'good' if g.native_vs_best is not none and g.native_vs_best < 1 else 'bad' }}">{{ x(g.native_vs_best) }}</td>
+<td class="bad">{{ g.disturbed | join(", ") }}</td></tr>
 {% endfor %}</table>
 {% for g in groups %}<h2>{{ g.kind }} {{ g.config }}</h2>
 <table><tr><th>implementation</th><th>median ms</th><th>min ms</th><th>vs MLP</th><th>peak step MiB</th></tr>
@@ -176,6 +198,7 @@ time by the fastest other KAN implementation's.</p>
 <td>{{ ms(e.minimum) }}</td><td>{{ x(e.ratio) }}</td><td>{{ mib(e.peak_bytes) }}</td></tr>
 {% endfor %}</table>
 {% if g.native_vs_best is not none %}<p>native vs fastest other KAN ({{ g.best_other }}): <strong>{{ x(g.native_vs_best) }}</strong></p>{% endif %}
+{% if g.disturbed %}<p class="bad">disturbed: {{ spreads(g) }}</p>{% endif %}
 {% endfor %}</body></html>
 """
 
@@ -183,6 +206,11 @@ time by the fastest other KAN implementation's.</p>
 def _native_ratio(g: Group) -> float | None:
     e = next((e for e in g.entries if e.impl == NATIVE), None)
     return e.ratio if e else None
+
+
+def _spreads(g: Group) -> str:
+    spread = {e.impl: e.spread for e in g.entries}
+    return ", ".join(f"{impl} (median {spread[impl]:.2f}x its minimum)" for impl in g.disturbed)
 
 
 def speed_report(json_path: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
@@ -206,6 +234,8 @@ def speed_report(json_path: str | Path, out_dir: str | Path) -> tuple[Path, Path
         x=_x,
         mib=_mib,
         native_ratio=_native_ratio,
+        spreads=_spreads,
+        disturbed_limit=DISTURBED,
     )
     md_env = Environment(autoescape=False, keep_trailing_newline=True)
     html_env = Environment(autoescape=True)

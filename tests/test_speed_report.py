@@ -9,7 +9,7 @@ import pytest
 from bench.speed_report import SpeedReportError, load_groups, speed_report
 
 
-def _bench(kind, config, impl, family, median, peak=None):
+def _bench(kind, config, impl, family, median, peak=None, minimum=None):
     info = {"impl": impl, "family": family, "config": config, "kind": kind}
     if peak is not None:
         info["peak_step_bytes"] = peak
@@ -17,7 +17,7 @@ def _bench(kind, config, impl, family, median, peak=None):
         "group": f"{kind} {config}",
         "name": f"test_{kind}[{impl}-{config}]",
         "params": {"impl": impl, "cfg": config},
-        "stats": {"min": median * 0.9, "median": median, "mean": median, "rounds": 5},
+        "stats": {"min": median * 0.9 if minimum is None else minimum, "median": median, "mean": median, "rounds": 5},
         "extra_info": info,
     }
 
@@ -63,6 +63,34 @@ def test_writes_markdown_and_html(bench_json, tmp_path):
     assert "native vs fastest other KAN (inkan): **0.75x**" in text
     page = html.read_text()
     assert page.startswith("<!doctype html>") and "<td>inkan</td>" in page and "0.75x" in page
+
+
+def test_flags_ratios_read_from_a_disturbed_measurement(tmp_path):
+    """A median far above its own minimum (another process took the cores for part of the
+    rounds) makes every ratio it enters unreliable: the report names it instead of silently
+    printing, say, native at 0.78x the MLP because the MLP's rounds were disturbed."""
+    cfg = "[784,64,10] b256 G5"
+    data = {"benchmarks": [
+        _bench("train_step", cfg, "mlp", "mlp", 0.0062, minimum=0.0035),  # 1.77x its minimum
+        _bench("train_step", cfg, "native", "kan", 0.0048),
+        _bench("train_step", cfg, "inkan", "kan", 0.0065),
+        _bench("forward", cfg, "mlp", "mlp", 0.001),
+        _bench("forward", cfg, "native", "kan", 0.002),
+        _bench("forward", cfg, "inkan", "kan", 0.003),
+        _bench("forward", cfg, "efficient_kan", "kan", 0.02, minimum=0.01),  # not the best other KAN
+    ]}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(data))
+    groups, _ = load_groups(path)
+    fwd, step = groups
+    assert step.disturbed == ["mlp"]
+    assert fwd.disturbed == []  # efficient_kan is disturbed but enters neither summary ratio
+    md, html = speed_report(path, tmp_path / "out")
+    text = md.read_text()
+    assert "| train_step | [784,64,10] b256 G5 | 0.77x | inkan | 0.74x | mlp |" in text
+    assert "| forward | [784,64,10] b256 G5 | 2.00x | inkan | 0.67x |  |" in text
+    assert "disturbed: mlp (median 1.77x its minimum)" in text
+    assert "disturbed" in html.read_text()
 
 
 def test_bad_input(tmp_path):
