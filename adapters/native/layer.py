@@ -27,7 +27,8 @@ from adapters.native.basis import cox_de_boor, segment_table, uniform_basis, uni
 # the fixed polynomials ``V[r] = sum_p u^p M[p, r]`` (see basis.py). Everything below is built
 # from ``(c, u)``; nothing of size ``G`` is evaluated per input.
 #
-# Spline rows are looked up in a *padded* table ``(in, P, out)``, ``P = G + 3k + 1``: k zero rows
+# This kernel looks spline rows up in a *padded* table ``(in, P, out)``, ``P = G + 3k + 1``
+# (the sparse contraction clamps its rows and zeroes the values instead: sparse.py): k zero rows
 # before the ``G + k`` real rows and k + 1 after. Row ``c + r`` is basis ``c - k + r``, so the
 # bases that do not exist near the ends of the knot vector land on zero rows, and clamping t to
 # ``[0, G + 2k]`` sends points left of the span to ``u = 0`` of cell 0 (whose only real basis is
