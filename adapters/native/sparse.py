@@ -20,8 +20,9 @@ is one wide GEMM whose result is already in the parameters' ``(out, in, G + k)``
 split into the spline weight and scaler gradients while it is in cache. ``D`` is never built
 whole. (An exact sparse scatter of ``(k + 1) * out`` values per sample and input was slower
 than this GEMM on CPUs: scattered adds run far below BLAS speed.) Measured at [784, 64, 10],
-G = 50, batch 256, 2 threads, train step against the matched MLP (interleaved): 1.40x, from
-1.52x when ``D`` was built by ``embedding_bag`` of a padded identity into a fresh tensor per
+G = 50, batch 256, 2 threads, train step against the matched MLP: 1.40x in two interleaved
+runs (1.39x to 1.44x in three full benchmark runs), from 1.44x to 1.53x (four interleaved runs)
+when ``D`` was built by ``embedding_bag`` of a padded identity into a fresh tensor per
 block and the table was padded with zero rows instead of clamping (1.64x to 1.76x before that
 with per-input batched GEMMs and eager index preparation).
 
@@ -174,10 +175,10 @@ class SparseKAN(torch.autograd.Function):
             gw = torch.empty_like(spline_weight, memory_format=torch.contiguous_format)
             gs = torch.empty_like(spline_scaler, memory_format=torch.contiguous_format)
             n_blocks = len(blocks)
-            for (start, end), v, r in zip(blocks, per_block[:n_blocks], per_block[n_blocks:]):
+            for (start, end), values, rows in zip(blocks, per_block[:n_blocks], per_block[n_blocks:]):
                 # the block's dense basis: the k + 1 values of every (sample, input) scattered
                 # into their columns (bases that do not exist add a zero to a real column)
-                d = buffer[: batch * (end - start) * nb].view(batch, -1).zero_().scatter_add_(1, r.long(), v)
+                d = buffer[: batch * (end - start) * nb].view(batch, -1).zero_().scatter_add_(1, rows.long(), values)
                 # d loss / d scaled weights of the block, already in (out, block, G + k) order;
                 # split while it is in cache: d/d weight = it * scaler, d/d scaler = <it, weight>
                 gscaled = (grad_t @ d).view(n_out, end - start, nb)
