@@ -209,10 +209,17 @@ def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]
     )
 
 
-def split_scaled(gscaled, spline_weight, spline_scaler):
-    """Gradients of spline weight and scaler from that of the scaled weights ``(out, in, nb)``,
-    each contiguous in its parameter's layout (``gscaled`` may be a strided view)."""
-    return (gscaled * spline_scaler.unsqueeze(-1)).contiguous(), (gscaled * spline_weight).sum(-1).contiguous()
+def split_scaled(gscaled, spline_weight, spline_scaler, out=None):
+    """Gradients of spline weight and scaler from that of the scaled weights ``(out, in, nb)``:
+    ``gscaled * scaler`` and ``<gscaled, weight>`` over the bases. Returned contiguous in each
+    parameter's layout (``gscaled`` may be a strided view), or written into ``out`` (a pair of
+    slices of the whole gradients, for callers that split a block at a time)."""
+    if out is None:
+        return (gscaled * spline_scaler.unsqueeze(-1)).contiguous(), (gscaled * spline_weight).sum(-1).contiguous()
+    gw, gs = out
+    torch.mul(gscaled, spline_scaler.unsqueeze(-1), out=gw)
+    torch.linalg.vecdot(gscaled, spline_weight, out=gs)
+    return gw, gs
 
 
 def _own_code(fn: Callable, tag: str) -> Callable:
@@ -306,12 +313,6 @@ def kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int] | Non
     if key not in _cache:
         _cache[key] = Kernels(lo, h, grid, k, compile=compile, shape=shape, make=make)
     return _cache[key]
-
-
-def compiled(lo: float, h: float, grid: int, k: int, shape: tuple[int, int] | None = None) -> Kernels | None:
-    """The fused kernels of a configuration if they are compiled (compiling on and not failed)."""
-    found = kernels(lo, h, grid, k, shape)
-    return found if found.is_compiled else None
 
 
 class FusedKAN(torch.autograd.Function):

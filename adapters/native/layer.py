@@ -305,10 +305,8 @@ class NativeKANLayer(nn.Module):
         has tried, when compiling is off, or after compiling failed)."""
         if not self.compiles():
             return False
-        shape = (self.in_features, self.out_features)
-        if self._takes_sparse():
-            return sparse.kernels(*self._kernel_config(), shape).is_compiled
-        return fused.compiled(*self._kernel_config(), shape) is not None
+        make = sparse.kernels if self._takes_sparse() else fused.kernels
+        return make(*self._kernel_config(), (self.in_features, self.out_features)).is_compiled
 
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         """Dense basis ``(B, in, G + k)`` of a ``(B, in)`` input on this layer's knots."""
@@ -335,9 +333,10 @@ class NativeKANLayer(nn.Module):
         shape = (self.in_features, self.out_features)
         mode = self.contraction
         if mode == "auto":
-            if self.compiles() and self._takes_sparse():
+            compiles = self.compiles()
+            if compiles and self._takes_sparse():
                 mode = "sparse"
-            elif self.compiles() and fused.kernels(*config, shape).is_compiled:
+            elif compiles and fused.kernels(*config, shape).is_compiled:
                 mode = "fused"
             else:  # eager: compiling off or failed
                 mode = _choose(self.grid_size, self.k, x.shape[0], self.in_features)

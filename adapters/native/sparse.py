@@ -182,8 +182,8 @@ class SparseKAN(torch.autograd.Function):
                 # d loss / d scaled weights of the block, already in (out, block, G + k) order;
                 # split while it is in cache: d/d weight = it * scaler, d/d scaler = <it, weight>
                 gscaled = (grad_t @ d).view(n_out, end - start, nb)
-                torch.mul(gscaled, spline_scaler[:, start:end, None], out=gw[:, start:end])
-                torch.linalg.vecdot(gscaled, spline_weight[:, start:end], out=gs[:, start:end])
+                fused.split_scaled(gscaled, spline_weight[:, start:end], spline_scaler[:, start:end],
+                                   out=(gw[:, start:end], gs[:, start:end]))
         if need_x:
             gx = _input_grad(ctx.kernels, grad_out, x, table, base_weight)
         return gx, gw, gs, gb, None
