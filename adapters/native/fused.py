@@ -47,11 +47,20 @@ def _segment_value(u: torch.Tensor, rows: tuple[tuple[float, ...], ...], r: int)
     return out
 
 
-def _pick_segment(u, slot, rows, k):
-    """Per column, the segment polynomial of its slot ``r = j - c + k``; zero for other slots."""
-    out = torch.zeros((), dtype=u.dtype, device=u.device)
+def _segments(u, inside, rows, k, axis):
+    """The ``k + 1`` segment polynomials of ``rows`` at every input's ``u`` (zero outside the
+    knot span), stacked along ``axis``: evaluated once per input, then read by each of its
+    ``G + k`` columns (:func:`_pick_segment`). Per column evaluation of all ``k + 1``
+    polynomials cost 1.4-1.8x as much (compiled column kernel, [784, 64, 10], batch 256,
+    2 threads: G = 5 0.61 against 0.44 ms, G = 20 1.50 against 0.82 ms)."""
+    return torch.stack([torch.where(inside, _segment_value(u, rows, r), 0.0) for r in range(k + 1)], axis)
+
+
+def _pick_segment(segments, slot, k, axis):
+    """Per column, the segment value of its slot ``r = j - c + k``; zero for other slots."""
+    out = torch.zeros((), dtype=segments.dtype, device=segments.device)
     for r in range(k + 1):
-        out = torch.where(slot == r, _segment_value(u, rows, r), out)
+        out = torch.where(slot == r, segments.narrow(axis, r, 1), out)
     return out
 
 
@@ -105,25 +114,24 @@ def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]
     # basis-major: x (B, in), C (B, nb + 1, in); batch-inner: x.T (in, B), C.T (nb + 1, in, B)
     axis = 0 if batch_inner else 1
 
-    def locate(x):
-        """``u``, the segment ``slot`` of every basis column, and the span mask, shaped to
+    def locate(x, rows):
+        """The segment values of ``rows`` per input (zero outside the knot span, where the
+        basis is identically zero) and the segment ``slot`` of every basis column, shaped to
         broadcast against the basis columns."""
         t = (x - lo) * inv_h + k  # position in units of h from the first knot
         c = torch.floor(t)
         inside = (t >= 0) & (t < n_cells)
         j = torch.arange(nb, dtype=x.dtype, device=x.device).view(-1, *([1] * (2 - axis)))
-        return (t - c).unsqueeze(axis), j - c.unsqueeze(axis) + k, inside.unsqueeze(axis)
+        return _segments(t - c, inside, rows, k, axis), j - c.unsqueeze(axis) + k
 
     def columns(x):
-        u, slot, inside = locate(x)
-        basis = torch.where(inside, _pick_segment(u, slot, values_rows, k), 0.0)
-        cols = torch.cat([basis, F.silu(x).unsqueeze(axis)], axis)
+        segments, slot = locate(x, values_rows)
+        cols = torch.cat([_pick_segment(segments, slot, k, axis), F.silu(x).unsqueeze(axis)], axis)
         return cols.view(-1, x.shape[1]) if batch_inner else cols.view(x.shape[0], -1)
 
     def input_grad(dcols, x):
-        u, slot, inside = locate(x)
-        # outside the knot span the basis is identically zero: no slope there
-        slope = torch.where(inside, _pick_segment(u, slot, slope_rows, k) * inv_h, 0.0)
+        segments, slot = locate(x, slope_rows)
+        slope = _pick_segment(segments, slot, k, axis) * inv_h
         sig = torch.sigmoid(x)
         dsilu = sig * (1 + x * (1 - sig))
         if batch_inner:
