@@ -12,10 +12,11 @@ needs a gradient, ``dC = dy @ W`` reduced against the column slopes ``dC/dx``.
 Building ``C`` is one elementwise pass from ``x``: for each ``(b, i)`` the cell ``c`` and local
 position ``u`` (see basis.py), then per column ``j`` the value of the one cardinal segment
 ``r = j - c + k`` (zero unless ``0 <= r <= k``). In eager PyTorch that is a dozen
-``(batch, in, G + k)`` temporaries; compiled by inductor it is one loop that evaluates the
-``k + 1`` segment polynomials once per input and writes each row of ``C`` once - the reason this
-path exists. :func:`compiled` compiles kernels per layer configuration and shape and returns None when
-``torch.compile`` is unavailable or fails, and the layer then uses its eager contractions.
+``(batch, in, G + k)`` temporaries; compiled by inductor it is two loops, one that evaluates
+the ``k + 1`` segment polynomials once per input and one that writes each row of ``C`` once,
+each column picking its slot's value - the reason this path exists. :func:`kernels` compiles
+kernels per layer configuration and shape; each falls back to its eager twin when
+``torch.compile`` is unavailable or fails (:class:`Kernels`).
 
 NaN inputs never index anything here (all arithmetic stays in floating point): their basis
 columns are zero and the ``silu`` column carries the NaN into the output.
