@@ -87,16 +87,17 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
         c = torch.floor(t)
         return c.to(torch.int32), t - c, inside
 
-    def segments(u, table):
-        """The k + 1 segment polynomials of ``table`` at ``u``, stacked last."""
-        return torch.stack([fused._segment_value(u, table, r) for r in range(k + 1)], -1)
+    def segments(u, table, dim):
+        """The k + 1 segment polynomials of ``table`` at ``u``, stacked along ``dim``."""
+        return torch.stack([fused._segment_value(u, table, r) for r in range(k + 1)], dim)
 
-    def active(x):
+    def active(x, dim):
         """Per (sample, input): the local position, the knot-span mask, and the index
-        ``cell - k + r`` of each of the k + 1 bases its cell touches (stacked last, int32),
-        clamped into ``[0, G + k)``, with whether that basis exists (module docstring)."""
+        ``cell - k + r`` of each of the k + 1 bases its cell touches (stacked along ``dim``,
+        int32), clamped into ``[0, G + k)``, with whether that basis exists (module docstring)."""
         cell, u, inside = locate(x)
-        j = cell.unsqueeze(-1) - k + torch.arange(k + 1, dtype=cell.dtype, device=x.device)
+        r = torch.arange(k + 1, dtype=cell.dtype, device=x.device)
+        j = cell.unsqueeze(dim) - k + (r.view(-1, 1) if dim == 1 else r)  # dim is 1 or -1
         exists = (j >= 0) & (j < nb)
         return u, inside, j.clamp(0, nb - 1), exists
 
@@ -105,24 +106,26 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
         (sample, input) (zero for bases that do not exist) and their rows ``i' * (G + k) + j``
         (``i'`` counted from the block's first input): rows of the block's part of the table
         viewed ``(block * (G + k), out)`` in the forward, columns of the block's dense basis in
-        the weight gradient. ``(batch, block * (k + 1))`` each."""
+        the weight gradient. ``(batch, (k + 1) * block)`` each, slot-major."""
         table = scaled_table(spline_weight, spline_scaler)
-        u, _, j, exists = active(x)
-        values = torch.where(exists, segments(u, values_rows), 0.0)
+        # (batch, k + 1, in): a bag's order is free (embedding_bag sums it, scatter_add_
+        # adds it), and slot-major bags keep the inputs innermost, where the kernel vectorises
+        u, _, j, exists = active(x, 1)
+        values = torch.where(exists, segments(u, values_rows, 1), 0.0)
         batch = x.shape[0]
         rows, vals = [], []
         for s, e in input_blocks:  # each block contiguous (inductor would return strided views)
-            offset = torch.arange(e - s, dtype=j.dtype, device=x.device).unsqueeze(1) * nb
-            rows.append((j[:, s:e] + offset).view(batch, -1))
-            vals.append(values[:, s:e].contiguous().view(batch, -1))
+            offset = torch.arange(e - s, dtype=j.dtype, device=x.device) * nb
+            rows.append((j[:, :, s:e] + offset).reshape(batch, -1))
+            vals.append(values[:, :, s:e].reshape(batch, -1))
         return table, vals, rows
 
     def input_grad_basis(x):
         """Rows into the flattened table ``(batch, in, k + 1)``, the basis slopes d/dx there
         (zero for bases that do not exist and outside the knot span, where the clamp is flat)
         and silu'(x)."""
-        u, inside, j, exists = active(x)
-        slopes = segments(u, slope_rows) * inv_h
+        u, inside, j, exists = active(x, -1)
+        slopes = segments(u, slope_rows, -1) * inv_h
         offset = torch.arange(n_in, dtype=j.dtype, device=x.device).unsqueeze(-1) * nb
         sig = torch.sigmoid(x)
         return j + offset, torch.where(exists & inside.unsqueeze(-1), slopes, 0.0), sig * (1 + x * (1 - sig))
