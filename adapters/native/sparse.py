@@ -9,7 +9,7 @@ inputs) get the value 0 and a row clamped into range, so nothing needs a mask af
 
 Forward: one kernel builds the table and, for each block of inputs, the basis values of every
 (sample, input) with their rows in the block's part of the table (contiguous
-``(batch, block * (k + 1))`` tensors); ``embedding_bag`` sums the weighted table rows, a block
+``(batch, (k + 1) * block)`` tensors, slot-major); ``embedding_bag`` sums the weighted table rows, a block
 at a time so the table rows it reads stay in cache. The values and rows are kept for backward
 (and the table, when x needs a gradient).
 
