@@ -209,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("what", nargs="?", choices=["adapters", "datasets", "all"], default="all")
     ls.set_defaults(func=_cmd_list)
 
-    s = sub.add_parser("speed-report", help="turn pytest-benchmark JSON into ratio tables")
-    s.add_argument("benchmark_json")
+    s = sub.add_parser("speed-report", help="turn pytest-benchmark JSON into ratio tables "
+                                             "(several runs' files: ranges over the runs)")
+    s.add_argument("benchmark_json", nargs="+", help="pytest-benchmark JSON file(s), one per run")
     s.add_argument("--out-dir", default="reports")
     s.set_defaults(func=_cmd_speed_report)
     return p

@@ -3,7 +3,9 @@
 For every kind of measurement (forward, backward, train step) and configuration it lists each
 implementation's median time as a ratio to the parameter-matched MLP of the same
 configuration, its peak step memory where recorded, and the native kernel's time as a ratio
-to the fastest *other* KAN implementation.
+to the fastest *other* KAN implementation. Given several runs' files, it first gives each of
+those ratios' range over the runs (the ratio of each run read within that run; ratios read
+from a disturbed measurement left out), then each run's own tables.
 
 The benchmarks put ``impl``, ``family``, ``config`` and ``kind`` in each entry's
 ``extra_info``; entries without them fall back to the group name ("<kind> <config>") and the
@@ -13,6 +15,7 @@ The benchmarks put ``impl``, ``family``, ``config`` and ``kind`` in each entry's
 from __future__ import annotations
 
 import json
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +64,39 @@ class Group:
     #: the implementations entering the summary ratios (native, MLP, best other KAN) whose
     #: measurement was disturbed (:data:`DISTURBED`): those ratios need a rerun
     disturbed: list[str]
+
+
+@dataclass
+class Span:
+    """One (kind, config)'s summary ratios over several runs: the values of the runs where
+    neither implementation of the ratio was disturbed."""
+
+    kind: str
+    config: str
+    vs_mlp: list[float]
+    vs_best: list[float]
+    best_others: list[str]
+    runs: int
+    disturbed_runs: int
+
+
+def across_runs(runs: list[list[Group]]) -> list[Span]:
+    """The summary ratios of each (kind, config) over ``runs`` (each one file's groups), in the
+    first run's order, configurations missing from it after."""
+    spans: dict[tuple[str, str], Span] = {}
+    for groups in runs:
+        for g in groups:
+            span = spans.setdefault((g.kind, g.config), Span(g.kind, g.config, [], [], [], 0, 0))
+            span.runs += 1
+            span.disturbed_runs += bool(g.disturbed)
+            native = _native_ratio(g)
+            if native is not None and not {NATIVE, BASELINE} & set(g.disturbed):
+                span.vs_mlp.append(native)
+            if g.native_vs_best is not None and not {NATIVE, g.best_other} & set(g.disturbed):
+                span.vs_best.append(g.native_vs_best)
+            if g.best_other and g.best_other not in span.best_others:
+                span.best_others.append(g.best_other)
+    return list(spans.values())
 
 
 def _entry(raw: dict, path: Path) -> Entry:
@@ -140,24 +176,43 @@ def _mib(nbytes: int | None) -> str:
     return "-" if nbytes is None else f"{nbytes / 2**20:.1f}"
 
 
+def _span(values: list[float]) -> str:
+    """``lo-hi`` over the runs (one value when they agree to two decimals), ``-`` for none."""
+    if not values:
+        return "-"
+    lo, hi = f"{min(values):.2f}", f"{max(values):.2f}"
+    return f"{lo}x" if lo == hi else f"{lo}-{hi}x"
+
+
 _MD = """\
 # Speed report
 
-Source: `{{ source }}`{% if machine %} | {{ machine }}{% endif %}
+{% if runs | length == 1 %}Source: `{{ runs[0].source }}`{% else %}Sources: {% for r in runs %}`{{ r.source }}`{{ ", " if not loop.last }}{% endfor %}{% endif %}{% if machine %} | {{ machine }}{% endif %}
 
 Times are medians over the timed rounds; **vs MLP** divides by the parameter-matched MLP of
 the same configuration; **native vs best other KAN** divides the native kernel's time by the
 fastest other KAN implementation's. **disturbed** names the implementations in those ratios
 whose median is more than {{ disturbed_limit }}x their fastest round: their rounds were not
 alike (other work on the cores), so the ratio is unreliable; rerun before reading it.
+{% if runs | length > 1 %}
+## Across {{ runs | length }} runs: ranges of the in-run ratios
 
-## Summary: native vs best other KAN
+Each ratio is read within one run; one read from a disturbed measurement is left out of its
+range. **disturbed runs** counts the runs in which any ratio of the row was disturbed.
+
+| kind | config | native vs MLP | best other KAN | native vs it | runs | disturbed runs |
+|---|---|---|---|---|---|---|
+{% for s in spans %}| {{ s.kind }} | {{ s.config }} | {{ span(s.vs_mlp) }} | {{ s.best_others | join(", ") or "-" }} | {{ span(s.vs_best) }} | {{ s.runs }} | {{ s.disturbed_runs }} |
+{% endfor %}{% endif %}{% for r in runs %}{% set h = "##" if runs | length == 1 else "###" %}{% if runs | length > 1 %}
+## Run {{ loop.index }}: `{{ r.source }}`
+{% endif %}
+{{ h }} Summary: native vs best other KAN
 | kind | config | native vs MLP | best other KAN | native vs it | disturbed |
 |---|---|---|---|---|---|
-{% for g in groups %}| {{ g.kind }} | {{ g.config }} | {{ x(native_ratio(g)) }} | {{ g.best_other or "-" }} | {{ x(g.native_vs_best) }} | {{ g.disturbed | join(", ") }} |
+{% for g in r.groups %}| {{ g.kind }} | {{ g.config }} | {{ x(native_ratio(g)) }} | {{ g.best_other or "-" }} | {{ x(g.native_vs_best) }} | {{ g.disturbed | join(", ") }} |
 {% endfor %}
-{% for g in groups %}
-## {{ g.kind }} {{ g.config }}
+{% for g in r.groups %}
+{{ h }} {{ g.kind }} {{ g.config }}
 | implementation | median ms | min ms | vs MLP | peak step MiB |
 |---|---|---|---|---|
 {% for e in g.entries %}| {{ e.impl }} | {{ ms(e.median) }} | {{ ms(e.minimum) }} | {{ x(e.ratio) }} | {{ mib(e.peak_bytes) }} |
@@ -165,7 +220,7 @@ alike (other work on the cores), so the ratio is unreliable; rerun before readin
 native vs fastest other KAN ({{ g.best_other }}): **{{ x(g.native_vs_best) }}**
 {% endif %}{% if g.disturbed %}
 disturbed: {{ spreads(g) }}
-{% endif %}{% endfor %}"""
+{% endif %}{% endfor %}{% endfor %}"""
 
 _HTML = """\
 <!doctype html>
@@ -179,27 +234,37 @@ tr.native{font-weight:bold}
 .good{color:#060}.bad{color:#a00}
 </style></head><body>
 <h1>Speed report</h1>
-<p>Source: <code>{{ source }}</code>{% if machine %} &middot; {{ machine }}{% endif %}</p>
+<p>{% if runs | length == 1 %}Source: <code>{{ runs[0].source }}</code>{% else %}Sources: {% for r in runs %}<code>{{ r.source }}</code>{{ ", " if not loop.last }}{% endfor %}{% endif %}{% if machine %} &middot; {{ machine }}{% endif %}</p>
 <p>Times are medians over the timed rounds; <em>vs MLP</em> divides by the parameter-matched
 MLP of the same configuration; <em>native vs best other KAN</em> divides the native kernel's
 time by the fastest other KAN implementation's. <em>disturbed</em> names the implementations in those
 ratios whose median is more than {{ disturbed_limit }}x their fastest round: their rounds were not
 alike (other work on the cores), so the ratio is unreliable; rerun before reading it.</p>
-<h2>Summary: native vs best other KAN</h2>
+{% if runs | length > 1 %}<h2>Across {{ runs | length }} runs: ranges of the in-run ratios</h2>
+<p>Each ratio is read within one run; one read from a disturbed measurement is left out of its
+range. <em>disturbed runs</em> counts the runs in which any ratio of the row was disturbed.</p>
+<table><tr><th>kind</th><th>config</th><th>native vs MLP</th><th>best other KAN</th><th>native vs it</th><th>runs</th><th>disturbed runs</th></tr>
+{% for s in spans %}<tr><td>{{ s.kind }}</td><td>{{ s.config }}</td><td>{{ span(s.vs_mlp) }}</td>
+<td>{{ s.best_others | join(", ") or "-" }}</td>
+<td class="{{ 'good' if s.vs_best and s.vs_best | max < 1 else 'bad' }}">{{ span(s.vs_best) }}</td>
+<td>{{ s.runs }}</td><td{% if s.disturbed_runs %} class="bad"{% endif %}>{{ s.disturbed_runs }}</td></tr>
+{% endfor %}</table>
+{% endif %}{% for r in runs %}{% set h = "h2" if runs | length == 1 else "h3" %}{% if runs | length > 1 %}<h2>Run {{ loop.index }}: <code>{{ r.source }}</code></h2>
+{% endif %}<{{ h }}>Summary: native vs best other KAN</{{ h }}>
 <table><tr><th>kind</th><th>config</th><th>native vs MLP</th><th>best other KAN</th><th>native vs it</th><th>disturbed</th></tr>
-{% for g in groups %}<tr><td>{{ g.kind }}</td><td>{{ g.config }}</td><td>{{ x(native_ratio(g)) }}</td>
+{% for g in r.groups %}<tr><td>{{ g.kind }}</td><td>{{ g.config }}</td><td>{{ x(native_ratio(g)) }}</td>
 <td>{{ g.best_other or "-" }}</td>
 <td class="{{ 'good' if g.native_vs_best is not none and g.native_vs_best < 1 else 'bad' }}">{{ x(g.native_vs_best) }}</td>
 <td class="bad">{{ g.disturbed | join(", ") }}</td></tr>
 {% endfor %}</table>
-{% for g in groups %}<h2>{{ g.kind }} {{ g.config }}</h2>
+{% for g in r.groups %}<{{ h }}>{{ g.kind }} {{ g.config }}</{{ h }}>
 <table><tr><th>implementation</th><th>median ms</th><th>min ms</th><th>vs MLP</th><th>peak step MiB</th></tr>
 {% for e in g.entries %}<tr{% if e.impl == native %} class="native"{% endif %}><td>{{ e.impl }}</td><td>{{ ms(e.median) }}</td>
 <td>{{ ms(e.minimum) }}</td><td>{{ x(e.ratio) }}</td><td>{{ mib(e.peak_bytes) }}</td></tr>
 {% endfor %}</table>
 {% if g.native_vs_best is not none %}<p>native vs fastest other KAN ({{ g.best_other }}): <strong>{{ x(g.native_vs_best) }}</strong></p>{% endif %}
 {% if g.disturbed %}<p class="bad">disturbed: {{ spreads(g) }}</p>{% endif %}
-{% endfor %}</body></html>
+{% endfor %}{% endfor %}</body></html>
 """
 
 
@@ -213,26 +278,30 @@ def _spreads(g: Group) -> str:
     return ", ".join(f"{impl} (median {spread[impl]:.2f}x its minimum)" for impl in g.disturbed)
 
 
-def speed_report(json_path: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``speed_report.md`` and ``speed_report.html`` into ``out_dir``; return their paths."""
-    groups, machine = load_groups(json_path)
-    if not groups:
-        raise SpeedReportError(f"{json_path}: no benchmarks in the file")
+def speed_report(json_paths: str | Path | list, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``speed_report.md`` and ``speed_report.html`` into ``out_dir`` from one
+    pytest-benchmark JSON file or several runs' files; return their paths."""
+    paths = list(json_paths) if isinstance(json_paths, (list, tuple)) else [json_paths]
+    if not paths:
+        raise SpeedReportError("no benchmark JSON file given")
+    runs, machines = [], []
+    for path in paths:
+        groups, machine = load_groups(path)
+        if not groups:
+            raise SpeedReportError(f"{path}: no benchmarks in the file")
+        runs.append(types.SimpleNamespace(source=str(path), groups=groups))
+        machines.append(machine)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    machine_text = ", ".join(
-        str(machine[k]) for k in ("node", "processor", "cpu") if isinstance(machine.get(k), str) and machine[k]
-    )
-    if isinstance(machine.get("cpu"), dict):
-        machine_text = ", ".join(filter(None, [machine_text, machine["cpu"].get("brand_raw")]))
     context = dict(
-        groups=groups,
-        source=str(json_path),
-        machine=machine_text,
+        runs=runs,
+        spans=across_runs([r.groups for r in runs]) if len(runs) > 1 else [],
+        machine=" / ".join(dict.fromkeys(filter(None, map(_machine_text, machines)))),
         native=NATIVE,
         ms=_ms,
         x=_x,
         mib=_mib,
+        span=_span,
         native_ratio=_native_ratio,
         spreads=_spreads,
         disturbed_limit=DISTURBED,
@@ -244,3 +313,12 @@ def speed_report(json_path: str | Path, out_dir: str | Path) -> tuple[Path, Path
     md_path.write_text(md_env.from_string(_MD).render(**context), encoding="utf-8")
     html_path.write_text(html_env.from_string(_HTML).render(**context), encoding="utf-8")
     return md_path, html_path
+
+
+def _machine_text(machine: dict) -> str:
+    text = ", ".join(
+        str(machine[k]) for k in ("node", "processor", "cpu") if isinstance(machine.get(k), str) and machine[k]
+    )
+    if isinstance(machine.get("cpu"), dict):
+        text = ", ".join(filter(None, [text, machine["cpu"].get("brand_raw")]))
+    return text

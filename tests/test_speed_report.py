@@ -111,3 +111,53 @@ def test_real_quick_benchmark_json(tmp_path):
         pytest.skip("set KANBENCH_BENCHMARK_JSON to a pytest-benchmark JSON to check it")
     md, html = speed_report(path, tmp_path)
     assert md.exists() and html.exists()
+
+
+def _run(tmp_path, name, mlp, native, inkan, mlp_min=None):
+    cfg = "[784,64,10] b256 G50"
+    data = {"benchmarks": [
+        _bench("train_step", cfg, "mlp", "mlp", mlp, minimum=mlp_min),
+        _bench("train_step", cfg, "native", "kan", native),
+        _bench("train_step", cfg, "inkan", "kan", inkan),
+    ]}
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_ranges_over_several_runs(tmp_path):
+    """Several runs: the in-run ratios' ranges over the runs (a ratio read from a disturbed
+    measurement left out, its run counted), then each run's own report."""
+    runs = [
+        _run(tmp_path, "r1.json", 0.020, 0.028, 0.060),  # 1.40x the MLP, 0.47x inkan
+        _run(tmp_path, "r2.json", 0.018, 0.027, 0.062),  # 1.50x, 0.44x
+        # the MLP's rounds were disturbed: native would read 0.90x the MLP
+        _run(tmp_path, "r3.json", 0.030, 0.027, 0.061, mlp_min=0.017),
+    ]
+    md, html = speed_report(runs, tmp_path / "out")
+    text = md.read_text()
+    assert "## Across 3 runs" in text
+    assert "| train_step | [784,64,10] b256 G50 | 1.40-1.50x | inkan | 0.44-0.47x | 3 | 1 |" in text
+    assert "0.90x" not in text.split("## Run 1")[0]  # the disturbed ratio stays out of the ranges
+    for i, path in enumerate(runs, 1):
+        assert f"## Run {i}: `{path}`" in text
+    assert text.count("### Summary: native vs best other KAN") == 3
+    assert "| train_step | [784,64,10] b256 G50 | 0.90x | inkan | 0.44x | mlp |" in text  # run 3's own table
+    page = html.read_text()
+    assert "Across 3 runs" in page and "1.40-1.50x" in page
+
+
+def test_a_ratio_disturbed_in_every_run_has_no_range(tmp_path):
+    """Only the ratios a disturbed implementation enters are left out: the MLP's disturbed
+    rounds void native vs MLP, not native vs inkan."""
+    runs = [_run(tmp_path, f"r{i}.json", 0.030, 0.027, 0.061, mlp_min=0.017) for i in (1, 2)]
+    text = speed_report(runs, tmp_path / "out")[0].read_text()
+    assert "| train_step | [784,64,10] b256 G50 | - | inkan | 0.44x | 2 | 2 |" in text
+
+
+def test_cli_takes_several_files(tmp_path, capsys):
+    from bench.cli import main
+
+    runs = [_run(tmp_path, f"r{i}.json", 0.020, 0.028, 0.060) for i in (1, 2)]
+    assert main(["speed-report", *map(str, runs), "--out-dir", str(tmp_path / "out")]) == 0
+    assert "Across 2 runs" in (tmp_path / "out" / "speed_report.md").read_text()
