@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench run | budget | report | export | list | speed-report``.
+"""Command line: ``python -m bench run | budget | report | export | list | speed-report | speed-interleaved``.
 
 User errors (a malformed suite, a missing store, offline data) print one message and exit 2,
 with no traceback. ``run`` exits 1 when a run failed with an error (a bug, not a diverging
@@ -168,6 +168,26 @@ def _cmd_speed_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_speed_interleaved(args: argparse.Namespace) -> int:
+    import torch
+
+    from bench.interleaved import render_markdown, select_configs, speed_interleaved
+
+    configs = select_configs(args.config)
+    torch.set_num_threads(args.threads)
+    groups = speed_interleaved(configs, args.impl, kinds=args.kind or ["train_step"], rounds=args.rounds,
+                               warmup=args.warmup, device=args.device,
+                               progress=lambda line: print(line, file=sys.stderr))
+    text = render_markdown(groups, rounds=args.rounds, threads=args.threads)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"interleaved ratios: {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -214,6 +234,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("benchmark_json", nargs="+", help="pytest-benchmark JSON file(s), one per run")
     s.add_argument("--out-dir", default="reports")
     s.set_defaults(func=_cmd_speed_report)
+
+    il = sub.add_parser("speed-interleaved",
+                        help="speed ratios from rounds that time every implementation in turn")
+    il.add_argument("--config", action="append",
+                    help="WIDTHS[:bBATCH][:GGRID] of a benchmark configuration, e.g. 784,64,10:G50 "
+                         "(repeatable; default: all of them)")
+    il.add_argument("--impl", action="append", help="implementation (repeatable; default: every adapter)")
+    il.add_argument("--kind", action="append", choices=["train_step", "forward", "backward"],
+                    help="what to time (repeatable; default train_step)")
+    il.add_argument("--rounds", type=int, default=30)
+    il.add_argument("--warmup", type=int, default=3, help="untimed rounds first (torch.compile's first calls)")
+    il.add_argument("--threads", type=int, default=2)
+    il.add_argument("--device", default="cpu")
+    il.add_argument("--out", help="write the Markdown table here instead of standard output")
+    il.set_defaults(func=_cmd_speed_interleaved)
     return p
 
 

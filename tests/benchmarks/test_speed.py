@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from speed_harness import configs, implementations, make_bench, peak_step_bytes, rounds, skip_reason
+from bench.speed_harness import configs, implementations, make_bench, peak_step_bytes, rounds, skip_reason
 
 CONFIGS = configs()
 IMPLS = implementations()

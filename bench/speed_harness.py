@@ -1,5 +1,5 @@
 """Configurations, parameter-matched MLPs, model builders and the peak-memory probe shared by
-the speed benchmarks (importable without pytest-benchmark)."""
+the speed benchmarks (tests/benchmarks) and the interleaved ratios (bench/interleaved.py)."""
 
 from __future__ import annotations
 
