@@ -60,8 +60,8 @@ class Group:
 
 def select_configs(selectors: list[str] | None) -> list[Config]:
     """The benchmark configurations matching ``WIDTHS[:bBATCH][:GGRID]`` selectors (e.g.
-    ``784,64,10:G50``, ``1000,1000,1``); a batch not in the benchmark list makes a new
-    configuration of the listed widths. None: every benchmark configuration."""
+    ``784,64,10:G50``, ``1000,1000,1``); a batch or grid not in the benchmark list makes a new
+    configuration of those widths. None: every benchmark configuration."""
     if not selectors:
         return list(FULL)
     chosen: list[Config] = []
@@ -89,15 +89,32 @@ def select_configs(selectors: list[str] | None) -> list[Config]:
 
 def _timed(bench: Bench, kind: str) -> Timed:
     if kind == "train_step":
-        return None, bench.step
-    if kind == "forward":
-        return None, bench.forward
-    if kind == "backward":
+        setup, target = None, bench.step
+    elif kind == "forward":
+        setup, target = None, bench.forward
+    elif kind == "backward":
         def setup():
             bench.opt.zero_grad(set_to_none=True)
             return (bench.loss(),)
-        return setup, lambda loss: loss.backward()
-    raise InterleavedError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
+
+        def target(loss):
+            loss.backward()
+    else:
+        raise InterleavedError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
+    if not bench.x.is_cuda:
+        return setup, target
+
+    # CUDA runs asynchronously: wait for the queued work on both sides of the timed call
+    def synced_setup():
+        args = setup() if setup is not None else ()
+        torch.cuda.synchronize(bench.x.device)
+        return args
+
+    def synced_target(*args):
+        target(*args)
+        torch.cuda.synchronize(bench.x.device)
+
+    return synced_setup, synced_target
 
 
 def measure(fns: dict[str, Timed], rounds: int, warmup: int,
@@ -122,20 +139,23 @@ def _paired(a: list[float], b: list[float]) -> list[float]:
     return [x / y for x, y in zip(a, b) if y > 0]
 
 
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
 def summarise(kind: str, config: str, times: dict[str, list[float]], families: dict[str, str]) -> Group:
     """Medians and paired ratios of one (kind, config)'s timings; rows fastest first."""
     base = times.get(BASELINE)
     rows = [
-        Row(impl, families[impl], statistics.median(t),
-            statistics.median(_paired(t, base)) if base else None)
+        Row(impl, families[impl], statistics.median(t), _median(_paired(t, base)) if base else None)
         for impl, t in times.items()
     ]
     rows.sort(key=lambda r: r.median)
     others = [r for r in rows if r.family == "kan" and r.impl != NATIVE]
     best = others[0].impl if others else None
     vs_best = quartiles = None
-    if best and NATIVE in times:
-        paired = _paired(times[NATIVE], times[best])
+    paired = _paired(times[NATIVE], times[best]) if best and NATIVE in times else []
+    if paired:
         vs_best = statistics.median(paired)
         q = statistics.quantiles(paired, n=4, method="inclusive") if len(paired) > 1 else [paired[0]] * 3
         quartiles = (q[0], q[2])
