@@ -15,7 +15,6 @@ The benchmarks put ``impl``, ``family``, ``config`` and ``kind`` in each entry's
 from __future__ import annotations
 
 import json
-import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +63,14 @@ class Group:
     #: the implementations entering the summary ratios (native, MLP, best other KAN) whose
     #: measurement was disturbed (:data:`DISTURBED`): those ratios need a rerun
     disturbed: list[str]
+
+
+@dataclass
+class Run:
+    """One benchmark JSON file's groups."""
+
+    source: str
+    groups: list[Group]
 
 
 @dataclass
@@ -289,7 +296,7 @@ def speed_report(json_paths: str | Path | list, out_dir: str | Path) -> tuple[Pa
         groups, machine = load_groups(path)
         if not groups:
             raise SpeedReportError(f"{path}: no benchmarks in the file")
-        runs.append(types.SimpleNamespace(source=str(path), groups=groups))
+        runs.append(Run(str(path), groups))
         machines.append(machine)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
