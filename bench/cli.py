@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from adapters import AdapterError
 from bench.errors import KanbenchError
+from bench.interleaved import KINDS, render_markdown, select_configs, speed_interleaved
 
 
 def _fmt_metric(metric: str | None, value: float | None) -> str:
@@ -171,8 +172,6 @@ def _cmd_speed_report(args: argparse.Namespace) -> int:
 def _cmd_speed_interleaved(args: argparse.Namespace) -> int:
     import torch
 
-    from bench.interleaved import render_markdown, select_configs, speed_interleaved
-
     configs = select_configs(args.config)
     torch.set_num_threads(args.threads)
     groups = speed_interleaved(configs, args.impl, kinds=args.kind or ["train_step"], rounds=args.rounds,
@@ -241,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="WIDTHS[:bBATCH][:GGRID] of a benchmark configuration, e.g. 784,64,10:G50 "
                          "(repeatable; default: all of them)")
     il.add_argument("--impl", action="append", help="implementation (repeatable; default: every adapter)")
-    il.add_argument("--kind", action="append", choices=["train_step", "forward", "backward"],
+    il.add_argument("--kind", action="append", choices=KINDS,
                     help="what to time (repeatable; default train_step)")
     il.add_argument("--rounds", type=int, default=30)
     il.add_argument("--warmup", type=int, default=3, help="untimed rounds first (torch.compile's first calls)")

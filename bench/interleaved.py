@@ -28,7 +28,7 @@ import adapters
 from adapters.base import AdapterError
 from bench.errors import KanbenchError
 from bench.speed_harness import FULL, Bench, Config, implementations, make_bench, skip_reason
-from bench.speed_report import BASELINE, NATIVE
+from bench.speed_report import BASELINE, NATIVE, _x
 
 KINDS = ("train_step", "forward", "backward")
 
@@ -191,10 +191,6 @@ def speed_interleaved(configs: list[Config], impls: list[str] | None = None, kin
             if progress:
                 progress(f"{kind} {cfg.id}: done")
     return groups
-
-
-def _x(ratio: float | None) -> str:
-    return "-" if ratio is None else f"{ratio:.2f}x"
 
 
 def render_markdown(groups: list[Group], rounds: int, threads: int) -> str:

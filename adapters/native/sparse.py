@@ -79,13 +79,14 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
     input_blocks = layer_blocks(n_in, n_out, grid, k)
 
     def locate(x):
-        """Cell (int32, clamped to ``[0, end]``, NaN -> ``end``), local position and whether x
-        lies inside the knot span."""
+        """Cell (int64, the index type the backward's scatter_add_ takes, so its rows need no
+        conversion per step; clamped to ``[0, end]``, NaN -> ``end``), local position and
+        whether x lies inside the knot span."""
         t = (x - lo) * inv_h + k
         inside = (t >= 0) & (t < end)
         t = t.clamp(0.0, end).nan_to_num(nan=end)
         c = torch.floor(t)
-        return c.to(torch.int32), t - c, inside
+        return c.long(), t - c, inside
 
     def segments(u, table, dim):
         """The k + 1 segment polynomials of ``table`` at ``u``, stacked along ``dim``."""
@@ -94,7 +95,7 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
     def active(x, dim):
         """Per (sample, input): the local position, the knot-span mask, and the index
         ``cell - k + r`` of each of the k + 1 bases its cell touches (stacked along ``dim``,
-        int32), clamped into ``[0, G + k)``, with whether that basis exists (module docstring)."""
+        int64), clamped into ``[0, G + k)``, with whether that basis exists (module docstring)."""
         cell, u, inside = locate(x)
         r = torch.arange(k + 1, dtype=cell.dtype, device=x.device)
         j = cell.unsqueeze(dim) - k + (r.view(-1, 1) if dim == 1 else r)  # dim is 1 or -1
@@ -181,7 +182,7 @@ class SparseKAN(torch.autograd.Function):
             for (start, end), values, rows in zip(blocks, per_block[:n_blocks], per_block[n_blocks:]):
                 # the block's dense basis: the k + 1 values of every (sample, input) scattered
                 # into their columns (bases that do not exist add a zero to a real column)
-                d = buffer[: batch * (end - start) * nb].view(batch, -1).zero_().scatter_add_(1, rows.long(), values)
+                d = buffer[: batch * (end - start) * nb].view(batch, -1).zero_().scatter_add_(1, rows, values)
                 # d loss / d scaled weights of the block, already in (out, block, G + k) order;
                 # split while it is in cache: d/d weight = it * scaler, d/d scaler = <it, weight>
                 gscaled = (grad_t @ d).view(n_out, end - start, nb)
