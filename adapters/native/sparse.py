@@ -88,10 +88,6 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
         c = torch.floor(t)
         return c.long(), t - c, inside
 
-    def segments(u, table, dim):
-        """The k + 1 segment polynomials of ``table`` at ``u``, stacked along ``dim``."""
-        return torch.stack([fused._segment_value(u, table, r) for r in range(k + 1)], dim)
-
     def active(x, dim):
         """Per (sample, input): the local position, the knot-span mask, and the index
         ``cell - k + r`` of each of the k + 1 bases its cell touches (stacked along ``dim``,
@@ -111,8 +107,8 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
         table = scaled_table(spline_weight, spline_scaler)
         # (batch, k + 1, in): a bag's order is free (embedding_bag sums it, scatter_add_
         # adds it), and slot-major bags keep the inputs innermost, where the kernel vectorises
-        u, _, j, exists = active(x, 1)
-        values = torch.where(exists, segments(u, values_rows, 1), 0.0)
+        u, inside, j, exists = active(x, 1)
+        values = torch.where(exists, fused._segments(u, inside, values_rows, k, 1), 0.0)
         batch = x.shape[0]
         rows, vals = [], []
         for s, e in input_blocks:  # each block contiguous (inductor would return strided views)
@@ -126,10 +122,10 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
         (zero for bases that do not exist and outside the knot span, where the clamp is flat)
         and silu'(x)."""
         u, inside, j, exists = active(x, -1)
-        slopes = segments(u, slope_rows, -1) * inv_h
+        slopes = torch.where(exists, fused._segments(u, inside, slope_rows, k, -1), 0.0) * inv_h
         offset = torch.arange(n_in, dtype=j.dtype, device=x.device).unsqueeze(-1) * nb
         sig = torch.sigmoid(x)
-        return j + offset, torch.where(exists & inside.unsqueeze(-1), slopes, 0.0), sig * (1 + x * (1 - sig))
+        return j + offset, slopes, sig * (1 + x * (1 - sig))
 
     return dict(
         forward_inputs=forward_inputs,
