@@ -6,9 +6,9 @@ moves its ratios, and the slower drift of the machine's speed separates implemen
 a minute apart. Here each round times every implementation once, in an order that rotates from
 round to round (none is always first after the others), and the ratios are taken per round
 (paired) and summarised by their median, so a disturbed round moves one paired ratio and
-not the summary. Measured on this project's 2-core machine: three full pytest-benchmark runs
-read native's [784, 64, 10] G = 50 train step at 1.41-1.53x the MLP, interleaved runs of the
-same code at 1.40-1.42x.
+not the summary. Measured on this project's 2-core machine: one of three full pytest-benchmark
+runs read native's [784, 64, 10] train step at G = 10, 20 and 50 at 1.59x, 1.58x and 1.53x the
+MLP, while the other two and an interleaved run of the same code read 1.31-1.43x.
 
 Run: ``python -m bench speed-interleaved [--config 784,64,10:G50] [--impl native --impl mlp]``.
 The models, inputs and matched MLPs are the benchmarks' own (bench/speed_harness.py).
