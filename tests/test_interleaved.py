@@ -93,7 +93,7 @@ def test_select_configs():
         select_configs(["784,64,10:x5"])
 
 
-def test_real_models_end_to_end(tmp_path):
+def test_real_models_end_to_end():
     """Real models on the smallest configuration, a few rounds: the table has every
     implementation asked for, with finite positive times and the MLP at 1.00x."""
     cfg = [Config((2, 5, 1), 64)]
@@ -108,7 +108,7 @@ def test_real_models_end_to_end(tmp_path):
     assert "| train_step | [2,5,1] b64 G5 |" in text and "| native |" in text
 
 
-def test_unavailable_implementation_is_reported(tmp_path):
+def test_unavailable_implementation_is_reported():
     with pytest.raises(InterleavedError, match="no-such-kan"):
         speed_interleaved([Config((2, 5, 1), 64)], ["mlp", "no-such-kan"], rounds=1, warmup=0)
 
