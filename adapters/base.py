@@ -4,6 +4,11 @@ An adapter hides one KAN (or MLP) implementation behind the same calls: build a 
 :class:`ModelSpec`, count its trainable parameters (analytically, for the budget solver, and on a
 built model), expose the tensors a shock perturbs and probes summarise, and say why it cannot run.
 Adapters know nothing about suites, stores or reports.
+
+An adapter is a process-wide singleton (``adapters.get(name)`` returns one instance) and several
+models may be in flight at once, so it keeps no per-model state: whatever is particular to a
+model (e.g. whether its kernels compiled) lives on the model, and :meth:`Adapter.provenance`
+reads it from there.
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from typing import Any, ClassVar, Literal
+from collections.abc import Iterable, Iterator
+from typing import ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from adapters.spec import Family, ModelSpec
 
 
 class AdapterError(Exception):
@@ -31,59 +37,14 @@ class AdapterUnavailableError(AdapterError):
     """Raised by ``build`` when the implementation cannot be imported on this machine."""
 
 
-class ModelSpec(BaseModel):
-    """Architecture of one model, independent of the implementation.
-
-    ``hidden`` lists hidden-layer widths (input and output widths come from the dataset).
-    ``grid`` (G, number of grid intervals), ``k`` (spline order) and ``grid_range`` apply to
-    B-spline KANs; an MLP ignores them and uses ``activation``. ``options`` carries
-    implementation-specific settings (each adapter documents the ones it reads and rejects
-    unknown ones).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    hidden: tuple[int, ...] = ()
-    grid: int = Field(5, ge=1)
-    k: int = Field(3, ge=1, le=5)
-    activation: str = "silu"
-    grid_range: tuple[float, float] = (-1.0, 1.0)
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("hidden")
-    @classmethod
-    def _positive_widths(cls, hidden: tuple[int, ...]) -> tuple[int, ...]:
-        if any(w < 1 for w in hidden):
-            raise ValueError(f"every hidden width must be >= 1, got {list(hidden)}")
-        return hidden
-
-    @model_validator(mode="after")
-    def _ordered_range(self) -> ModelSpec:
-        lo, hi = self.grid_range
-        if not lo < hi:
-            raise ValueError(f"grid_range must be increasing, got {list(self.grid_range)}")
-        return self
-
-    def widths(self, in_dim: int, out_dim: int) -> list[int]:
-        """Layer widths from input to output, e.g. ``[30, 8, 2]``."""
-        return [in_dim, *self.hidden, out_dim]
-
-    def describe(self, family: str) -> str:
-        """Short human-readable architecture, used in reports and the budget table."""
-        shape = "[" + ", ".join(str(h) for h in self.hidden) + "]"
-        if family == "kan":
-            return f"hidden={shape} G={self.grid} k={self.k}"
-        return f"hidden={shape} {self.activation}"
-
-
-Family = Literal["kan", "mlp"]
-
-
 class Adapter(ABC):
     """One implementation behind the common interface. Subclasses set ``name`` and ``family``."""
 
     name: ClassVar[str]
     family: ClassVar[Family]
+    #: the ``ModelSpec`` fields this adapter reads; a suite that sets any other field is
+    #: rejected rather than silently ignored
+    spec_fields: ClassVar[frozenset[str]] = frozenset(ModelSpec.model_fields)
     #: keys of ``ModelSpec.options`` this adapter understands
     option_keys: ClassVar[frozenset[str]] = frozenset()
 
@@ -92,9 +53,19 @@ class Adapter(ABC):
         """None when the implementation can be imported here, otherwise what is missing."""
         return None
 
-    def provenance(self) -> dict[str, str]:
-        """Which library (and version) provides the implementation; stored with every run."""
+    def provenance(self, model: torch.nn.Module | None = None) -> dict[str, str]:
+        """What computes a run, stored with it: the library (``provider``, ``version``) and,
+        given a model this adapter built, what is particular to that model (e.g. whether its
+        compiled kernels ran), read from the model itself. The trainer asks after warm-up."""
         return {"provider": "kanbench", "version": _kanbench_version()}
+
+    # -- the model spec --------------------------------------------------------------------
+    def check_spec(self, spec: ModelSpec) -> None:
+        """Raise :class:`AdapterError` for any value of ``spec`` this adapter cannot honour,
+        naming the field, the value and what the adapter supports; only the fields in
+        :attr:`spec_fields` are read. The default checks the option keys
+        (:meth:`check_options`). ``build`` and ``param_count`` call it."""
+        self.check_options(spec)
 
     # -- building and counting -------------------------------------------------------------
     @abstractmethod
@@ -162,12 +133,22 @@ class Adapter(ABC):
 
     # -- helpers for subclasses ------------------------------------------------------------
     def check_options(self, spec: ModelSpec) -> None:
+        """Reject option keys outside :attr:`option_keys` (their values are the adapter's to check)."""
         unknown = sorted(set(spec.options) - self.option_keys)
         if unknown:
             known = ", ".join(sorted(self.option_keys)) or "none"
             raise AdapterError(
                 f"adapter '{self.name}' does not understand option(s) {unknown}; "
                 f"it accepts: {known}"
+            )
+
+    def check_choice(self, field: str, value: object, supported: Iterable[object]) -> None:
+        """Reject ``value`` of ``field`` (a spec field or ``options.<key>``) unless supported."""
+        supported = list(supported)
+        if value not in supported:
+            listed = ", ".join(sorted(repr(v) if not isinstance(v, str) else v for v in supported))
+            raise AdapterError(
+                f"adapter '{self.name}': unknown {field} {value!r}; expected one of {listed}"
             )
 
     def require_available(self) -> None:

@@ -84,11 +84,14 @@ def _load_ikan_kan() -> ModuleType:
 
 
 class EfficientKANNet(nn.Module):
-    """One ``KANLinear`` per consecutive width pair."""
+    """One ``KANLinear`` per consecutive width pair; ``provider`` and ``provider_version`` name
+    the package whose layer built it."""
 
-    def __init__(self, layers: list[nn.Module]) -> None:
+    def __init__(self, layers: list[nn.Module], provider: str, provider_version: str) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
+        self.provider = provider
+        self.provider_version = provider_version
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -103,7 +106,8 @@ class EfficientKANAdapter(Adapter):
     Containment decisions:
 
     * The provider (original ``efficient_kan`` first, else ``ikan``) is chosen once per adapter
-      instance and cached; :meth:`provenance` names it.
+      instance and cached; each model records the provider that built it, and
+      :meth:`provenance` names it.
     * ``ikan``'s package import changes the process cwd and prints; only its ``KAN.py`` is
       loaded (see :func:`_load_ikan_kan`).
     * Every layer gets efficient-kan's defaults explicitly (:data:`EFFICIENT_KAN_DEFAULTS`),
@@ -158,7 +162,11 @@ class EfficientKANAdapter(Adapter):
             return self._failure
         return None
 
-    def provenance(self) -> dict[str, str]:
+    def provenance(self, model: nn.Module | None = None) -> dict[str, str]:
+        """The provider that built ``model``; without one, the provider this adapter uses."""
+        if model is not None:
+            net = self._net(model)
+            return {"provider": net.provider, "version": net.provider_version}
         try:
             provider = self._resolve()
         except AdapterUnavailableError:
@@ -166,21 +174,19 @@ class EfficientKANAdapter(Adapter):
         return {"provider": provider.name, "version": provider.version}
 
     # -- building and counting -------------------------------------------------------------
-    def _activation(self, spec: ModelSpec) -> type[nn.Module]:
+    def check_spec(self, spec: ModelSpec) -> None:
         from adapters.mlp import ACTIVATIONS
 
-        try:
-            return ACTIVATIONS[spec.activation]
-        except KeyError:
-            raise AdapterError(
-                f"efficient_kan: unknown activation '{spec.activation}'; "
-                f"expected one of {', '.join(sorted(ACTIVATIONS))}"
-            ) from None
+        self.check_options(spec)
+        self.check_choice("activation", spec.activation, ACTIVATIONS)
 
     def build(self, spec, in_dim, out_dim, seed, device="cpu", dtype=torch.float32):
-        self.check_options(spec)
-        activation = self._activation(spec)
-        layer_cls = self._resolve().layer_cls
+        from adapters.mlp import ACTIVATIONS
+
+        self.check_spec(spec)
+        activation = ACTIVATIONS[spec.activation]
+        provider = self._resolve()
+        layer_cls = provider.layer_cls
         widths = spec.widths(in_dim, out_dim)
         with isolated_rng(seed):
             layers = [
@@ -195,21 +201,25 @@ class EfficientKANAdapter(Adapter):
                 )
                 for a, b in zip(widths[:-1], widths[1:])
             ]
-        return EfficientKANNet(layers).to(device=device, dtype=dtype)
+        net = EfficientKANNet(layers, provider.name, provider.version)
+        return net.to(device=device, dtype=dtype)
 
     def param_count(self, spec: ModelSpec, in_dim: int, out_dim: int) -> int:
         """Sum over layers of ``n_in*n_out*(G+k+2)``: spline_weight (G+k per edge) plus
         base_weight and spline_scaler (one each per edge)."""
-        self.check_options(spec)
+        self.check_spec(spec)
         widths = spec.widths(in_dim, out_dim)
         return sum(a * b * (spec.grid + spec.k + 2) for a, b in zip(widths[:-1], widths[1:]))
 
     # -- instrumentation -------------------------------------------------------------------
     @staticmethod
-    def _layers(model: nn.Module) -> list[nn.Module]:
+    def _net(model: nn.Module) -> EfficientKANNet:
         if not isinstance(model, EfficientKANNet):
             raise AdapterError(f"efficient_kan: expected an EfficientKANNet, got {type(model)}")
-        return list(model.layers)
+        return model
+
+    def _layers(self, model: nn.Module) -> list[nn.Module]:
+        return list(self._net(model).layers)
 
     def spline_coefficients(self, model):
         """Each layer's raw ``spline_weight`` (out, in, G+k).

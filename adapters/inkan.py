@@ -8,10 +8,11 @@ Options (``ModelSpec.options``):
 
 * ``compile_basis`` - ``"auto"`` (default), ``True`` or ``False``. inkan evaluates its basis with
   ``torch.compile``; "auto" tries that and falls back to inkan's eager basis if the first
-  forward fails to compile (e.g. no C++ compiler). ``model.compiled_basis`` and
-  :meth:`InkanAdapter.provenance` record which one ran (``"unknown"`` until the first forward
-  of a model built with the compiled basis).
-* ``basis_mode`` (``"local"``) and ``contraction`` (``"auto"``): passed to ``inkan.KANLayer``.
+  forward fails to compile (e.g. no C++ compiler). ``model.compiled_basis`` records which one
+  ran and :meth:`InkanAdapter.provenance` of the model reports it (``"unknown"`` until the
+  first forward of a model built with the compiled basis).
+* ``basis_mode`` (``"local"`` or ``"dense"``) and ``contraction`` (``"auto"``, ``"dense"`` or
+  ``"direct"``): passed to ``inkan.KANLayer``.
 """
 
 from __future__ import annotations
@@ -34,17 +35,21 @@ from adapters.base import (
 log = logging.getLogger(__name__)
 
 _DEFAULTS = {"compile_basis": "auto", "basis_mode": "local", "contraction": "auto"}
+_CHOICES = {
+    "compile_basis": ("auto", True, False),
+    "basis_mode": ("local", "dense"),
+    "contraction": ("auto", "dense", "direct"),
+}
 
 
 class InkanNet(nn.Module):
     """inkan ``KANLayer`` s in sequence, with the compiled-basis fallback of the adapter."""
 
-    def __init__(self, layers: list[nn.Module], compile_requested: bool, on_resolved=None) -> None:
+    def __init__(self, layers: list[nn.Module], compile_requested: bool) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         #: True while the compiled basis is in use (None: not yet run)
         self.compiled_basis: bool | None = None if compile_requested else False
-        self._on_resolved = on_resolved
 
     def _use_eager_basis(self) -> None:
         from inkan import layer as inkan_layer
@@ -52,8 +57,6 @@ class InkanNet(nn.Module):
         for layer in self.layers:
             layer._basis_fn = inkan_layer._BASIS_FNS[(layer.basis_mode, False)]
         self.compiled_basis = False
-        if self._on_resolved is not None:
-            self._on_resolved(False)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -69,8 +72,6 @@ class InkanNet(nn.Module):
                 self._use_eager_basis()
                 return self._run(x)
             self.compiled_basis = True
-            if self._on_resolved is not None:
-                self._on_resolved(True)
             return y
         return self._run(x)
 
@@ -80,9 +81,6 @@ class InkanAdapter(Adapter):
     family = "kan"
     option_keys = frozenset(_DEFAULTS)
 
-    def __init__(self) -> None:
-        self._last_compiled: bool | None = None
-
     def unavailable_reason(self) -> str | None:
         try:
             import inkan  # noqa: F401
@@ -90,22 +88,31 @@ class InkanAdapter(Adapter):
             return f"inkan cannot be imported ({type(exc).__name__}: {exc}); pip install inkan"
         return None
 
-    def provenance(self) -> dict[str, str]:
-        compiled = {None: "unknown", True: "true", False: "false"}[self._last_compiled]
-        return {
-            "provider": "inkan",
-            "version": package_version("inkan") or "unknown",
-            "compiled_basis": compiled,
-        }
+    def provenance(self, model: nn.Module | None = None) -> dict[str, str]:
+        """inkan's version; of a model also whether its compiled basis ran (``compiled_basis``:
+        "true", "false", or "unknown" before its first forward)."""
+        prov = {"provider": "inkan", "version": package_version("inkan") or "unknown"}
+        if model is not None:
+            if not isinstance(model, InkanNet):
+                raise AdapterError(f"inkan: expected an InkanNet, got {type(model)}")
+            prov["compiled_basis"] = {None: "unknown", True: "true", False: "false"}[model.compiled_basis]
+        return prov
 
-    def _options(self, spec: ModelSpec) -> dict:
+    def check_spec(self, spec: ModelSpec) -> None:
+        from adapters.mlp import ACTIVATIONS
+
         self.check_options(spec)
         if spec.k != 3:
-            raise AdapterError(f"inkan supports cubic splines only (k=3), got k={spec.k}")
-        return {**_DEFAULTS, **spec.options}
+            raise AdapterError(
+                f"adapter 'inkan': unsupported k={spec.k}; inkan supports cubic splines only (k=3)"
+            )
+        self.check_choice("activation", spec.activation, ACTIVATIONS)
+        for key, value in spec.options.items():
+            self.check_choice(f"option {key}", value, _CHOICES[key])
 
     def build(self, spec, in_dim, out_dim, seed, device="cpu", dtype=torch.float32):
-        opts = self._options(spec)
+        self.check_spec(spec)
+        opts = {**_DEFAULTS, **spec.options}
         reason = self.unavailable_reason()
         if reason is not None:
             raise AdapterUnavailableError(f"adapter 'inkan' cannot run: {reason}")
@@ -113,11 +120,6 @@ class InkanAdapter(Adapter):
 
         from adapters.mlp import ACTIVATIONS
 
-        if spec.activation not in ACTIVATIONS:
-            raise AdapterError(
-                f"inkan: unknown activation '{spec.activation}'; "
-                f"expected one of {', '.join(sorted(ACTIVATIONS))}"
-            )
         want = opts["compile_basis"]
         compile_requested = want is True or (want == "auto" and hasattr(torch, "compile"))
         widths = spec.widths(in_dim, out_dim)
@@ -136,9 +138,7 @@ class InkanAdapter(Adapter):
                 )
                 for a, b in zip(widths[:-1], widths[1:])
             ]
-        model = InkanNet(layers, compile_requested, self._record).to(device=device, dtype=dtype)
-        self._last_compiled = model.compiled_basis
-        return model
+        return InkanNet(layers, compile_requested).to(device=device, dtype=dtype)
 
     def warm_up(self, model, x):
         """Compile inkan's basis (when requested) before the clock starts."""
@@ -147,12 +147,9 @@ class InkanAdapter(Adapter):
         compile_warm_up(model, x)
         return True
 
-    def _record(self, compiled: bool) -> None:
-        self._last_compiled = compiled
-
     def param_count(self, spec, in_dim, out_dim):
         # packed weight per layer: in*(G+3) spline coefficients + in base weights per output
-        self._options(spec)
+        self.check_spec(spec)
         widths = spec.widths(in_dim, out_dim)
         return sum(a * b * (spec.grid + 3 + 1) for a, b in zip(widths[:-1], widths[1:]))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from adapters.base import Adapter, AdapterError, ModelSpec, isolated_rng
+from adapters.base import Adapter, ModelSpec, isolated_rng
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
@@ -21,19 +21,15 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 class MLPAdapter(Adapter):
     name = "mlp"
     family = "mlp"
+    spec_fields = frozenset({"hidden", "activation", "options"})
 
-    def _activation(self, spec: ModelSpec) -> type[nn.Module]:
-        try:
-            return ACTIVATIONS[spec.activation]
-        except KeyError:
-            raise AdapterError(
-                f"mlp: unknown activation '{spec.activation}'; "
-                f"expected one of {', '.join(sorted(ACTIVATIONS))}"
-            ) from None
+    def check_spec(self, spec: ModelSpec) -> None:
+        self.check_options(spec)
+        self.check_choice("activation", spec.activation, ACTIVATIONS)
 
     def build(self, spec, in_dim, out_dim, seed, device="cpu", dtype=torch.float32):
-        self.check_options(spec)
-        act = self._activation(spec)
+        self.check_spec(spec)
+        act = ACTIVATIONS[spec.activation]
         widths = spec.widths(in_dim, out_dim)
         layers: list[nn.Module] = []
         with isolated_rng(seed):
@@ -45,6 +41,7 @@ class MLPAdapter(Adapter):
         return model.to(device=device, dtype=dtype)
 
     def param_count(self, spec, in_dim, out_dim):
+        self.check_spec(spec)
         widths = spec.widths(in_dim, out_dim)
         return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
 

@@ -114,10 +114,18 @@ class PykanAdapter(Adapter):
             return str(exc)
         return None
 
-    def provenance(self) -> dict[str, str]:
+    def provenance(self, model: nn.Module | None = None) -> dict[str, str]:
         return {"provider": "pykan", "version": package_version("pykan") or "unknown"}
 
-    # -- options ---------------------------------------------------------------------------
+    # -- the model spec --------------------------------------------------------------------
+    def check_spec(self, spec: ModelSpec) -> None:
+        """Every grid, order (k = 1..5) and range of a ModelSpec works in pykan; the base
+        function is a name pykan resolves itself or one of the MLP's activations."""
+        from adapters.mlp import ACTIVATIONS
+
+        self._options(spec)
+        self.check_choice("activation", spec.activation, _PYKAN_BASE_FUNS | set(ACTIVATIONS))
+
     def _options(self, spec: ModelSpec) -> tuple[float, bool]:
         self.check_options(spec)
         noise_scale = spec.options.get("noise_scale", 0.3)
@@ -130,20 +138,17 @@ class PykanAdapter(Adapter):
             raise AdapterError(f"pykan: option affine_trainable must be a bool, got {affine!r}")
         return float(noise_scale), affine
 
-    def _base_fun(self, spec: ModelSpec) -> str | nn.Module:
+    @staticmethod
+    def _base_fun(spec: ModelSpec) -> str | nn.Module:
         if spec.activation in _PYKAN_BASE_FUNS:
             return spec.activation
         from adapters.mlp import ACTIVATIONS
 
-        if spec.activation in ACTIVATIONS:
-            return ACTIVATIONS[spec.activation]()
-        known = sorted(_PYKAN_BASE_FUNS | set(ACTIVATIONS))
-        raise AdapterError(
-            f"pykan: unknown activation '{spec.activation}'; expected one of {', '.join(known)}"
-        )
+        return ACTIVATIONS[spec.activation]()
 
     # -- building and counting -------------------------------------------------------------
     def build(self, spec, in_dim, out_dim, seed, device="cpu", dtype=torch.float32):
+        self.check_spec(spec)
         noise_scale, affine_trainable = self._options(spec)
         base_fun = self._base_fun(spec)
         MultKAN = _import_multkan()
@@ -173,6 +178,7 @@ class PykanAdapter(Adapter):
     def param_count(self, spec: ModelSpec, in_dim: int, out_dim: int) -> int:
         """Sum over layers of ``n_in*n_out*(G+k+2)`` (coef + scale_base + scale_sp),
         plus ``4*n_out`` per layer (node/subnode scale and bias) with ``affine_trainable``."""
+        self.check_spec(spec)
         _, affine_trainable = self._options(spec)
         widths = spec.widths(in_dim, out_dim)
         per_edge = spec.grid + spec.k + 2

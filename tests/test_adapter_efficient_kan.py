@@ -47,6 +47,12 @@ def test_provenance_names_the_provider(adapter):
         assert prov["version"] is not None
     # decided once: a second call answers the same
     assert adapter.provenance() == prov
+    # each model records the provider that built it
+    model = adapter.build(SPEC, 3, 2, seed=0)
+    assert (model.provider, model.provider_version) == (prov["provider"], prov["version"])
+    assert adapter.provenance(model) == prov
+    with pytest.raises(AdapterError, match="EfficientKANNet"):
+        adapter.provenance(torch.nn.Linear(2, 1))
 
 
 def test_layer_uses_efficient_kan_defaults(adapter):
@@ -240,6 +246,8 @@ def test_rejects_unknown_options_and_activation(adapter):
         adapter.build(ModelSpec(options={"scale_noise": 0.5}), 3, 2, seed=0)
     with pytest.raises(AdapterError, match="activation"):
         adapter.build(ModelSpec(activation="nope"), 3, 2, seed=0)
+    with pytest.raises(AdapterError, match="activation 'nope'"):
+        adapter.param_count(ModelSpec(activation="nope"), 3, 2)
     relu = adapter.build(ModelSpec(activation="relu"), 3, 2, seed=0)
     assert isinstance(relu.layers[0].base_activation, torch.nn.ReLU)
 

@@ -42,6 +42,7 @@ def test_availability_and_provenance(adapter):
     version = package_version("pykan")
     assert version is not None
     assert adapter.provenance() == {"provider": "pykan", "version": version}
+    assert adapter.provenance(adapter.build(SPEC, 3, 2, seed=0)) == adapter.provenance()
 
 
 def test_forward_shape_and_finite_grads(adapter):
@@ -199,8 +200,12 @@ def test_activation_and_options(adapter):
     assert torch.equal(ident.kan.act_fun[0].base_fun(x), x)
     relu = adapter.build(ModelSpec(hidden=(4,), grid=3, activation="relu"), 3, 2, seed=0)
     assert isinstance(relu.kan.act_fun[0].base_fun, torch.nn.ReLU)
-    with pytest.raises(AdapterError, match="activation"):
+    with pytest.raises(AdapterError, match="activation 'nope'; expected one of .*identity"):
         adapter.build(ModelSpec(hidden=(4,), activation="nope"), 3, 2, seed=0)
+    with pytest.raises(AdapterError, match="activation 'nope'"):
+        adapter.param_count(ModelSpec(hidden=(4,), activation="nope"), 3, 2)
+    with pytest.raises(AdapterError, match="noise_scale must be >= 0"):
+        adapter.check_spec(ModelSpec(options={"noise_scale": -1.0}))
     with pytest.raises(AdapterError, match="mult_arity"):
         adapter.build(ModelSpec(hidden=(4,), options={"mult_arity": 3}), 3, 2, seed=0)
     # noise_scale reaches pykan: zero noise gives zero spline coefficients

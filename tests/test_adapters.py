@@ -58,6 +58,94 @@ def test_build_forward_backward_and_count(name):
 
 
 @pytest.mark.parametrize("name", adapters.names())
+def test_provenance_of_a_model_and_of_the_library(name):
+    a = available(name)
+    model = a.build(SPEC, 3, 2, seed=0)
+    library, own = a.provenance(), a.provenance(model)
+    assert {"provider", "version"} <= set(library) and library["provider"]
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in own.items())
+    # the model's provenance adds to the library's, never contradicts it
+    assert {k: own[k] for k in library} == library
+
+
+@pytest.mark.parametrize("name", adapters.names())
+def test_adapter_keeps_no_per_model_state(name):
+    """Adapters are singletons and runs may overlap: building, warming up and running a model
+    leave the adapter as it was (library state such as a resolved provider aside, which the
+    first build settles)."""
+    a = available(name)
+    a.build(SPEC, 3, 2, seed=0)
+    before = dict(vars(a))
+    model = a.build(ModelSpec(hidden=(2,), grid=3, k=3), 3, 2, seed=1)
+    x = torch.rand(4, 3)
+    a.warm_up(model, x)
+    model(x).sum().backward()
+    a.provenance(model)
+    assert vars(a) == before
+
+
+# -- the model spec: every field honoured or rejected -----------------------------------------
+
+@pytest.mark.parametrize("name", adapters.names())
+def test_spec_fields_are_model_spec_fields(name):
+    a = adapters.get(name)
+    assert isinstance(a.spec_fields, frozenset)
+    assert a.spec_fields <= set(ModelSpec.model_fields)
+    assert {"hidden", "options"} <= a.spec_fields
+
+
+def test_spec_fields_by_adapter():
+    every = set(ModelSpec.model_fields)
+    assert adapters.get("mlp").spec_fields == {"hidden", "activation", "options"}
+    for name in ("pykan", "efficient_kan", "native", "inkan"):
+        assert adapters.get(name).spec_fields == every, name
+
+
+@pytest.mark.parametrize("name", adapters.names())
+def test_bad_activation_is_rejected_naming_the_field(name):
+    a = adapters.get(name)
+    if "activation" not in a.spec_fields:
+        pytest.skip(f"{name} does not read the activation")
+    bad = ModelSpec(activation="swish")
+    with pytest.raises(AdapterError, match=r"activation 'swish'; expected one of .*relu"):
+        a.check_spec(bad)
+    with pytest.raises(AdapterError, match="activation 'swish'"):
+        a.param_count(bad, 3, 2)
+    with pytest.raises(AdapterError, match="activation 'swish'"):
+        available(name).build(bad, 3, 2, seed=0)
+
+
+@pytest.mark.parametrize("name", adapters.names())
+def test_check_spec_accepts_the_default_spec_and_rejects_unknown_options(name):
+    a = adapters.get(name)
+    a.check_spec(ModelSpec(hidden=(4,)))
+    with pytest.raises(AdapterError, match=r"does not understand option\(s\) \['no_such_option'\]"):
+        a.check_spec(ModelSpec(options={"no_such_option": 1}))
+    with pytest.raises(AdapterError, match="no_such_option"):
+        a.param_count(ModelSpec(options={"no_such_option": 1}), 3, 2)
+
+
+@pytest.mark.parametrize("name", adapters.names())
+def test_every_activation_of_the_table_is_honoured(name):
+    """Each adapter that reads the activation builds a model with every activation of the
+    shared table, and relu gives another function than silu from the same seed."""
+    from adapters.mlp import ACTIVATIONS
+
+    a = available(name)
+    if "activation" not in a.spec_fields:
+        pytest.skip(f"{name} does not read the activation")
+    options = {"compile_basis": False} if name == "inkan" else {}
+    x = torch.rand(6, 3) * 2 - 1
+    outputs = {}
+    for activation in ACTIVATIONS:
+        spec = ModelSpec(hidden=(4,), grid=3, k=3, activation=activation, options=options)
+        a.check_spec(spec)
+        with torch.no_grad():
+            outputs[activation] = a.build(spec, 3, 2, seed=0)(x)
+    assert not torch.allclose(outputs["relu"], outputs["silu"])
+
+
+@pytest.mark.parametrize("name", adapters.names())
 def test_param_count_matches_built_model_across_shapes(name):
     a = available(name)
     for spec, i, o in [(ModelSpec(hidden=(3, 4), grid=3, k=3), 2, 1),
@@ -106,6 +194,8 @@ def test_mlp_shape_and_activation():
     assert sum(isinstance(m, torch.nn.ReLU) for m in model) == 2
     with pytest.raises(AdapterError, match="unknown activation 'swish'"):
         a.build(ModelSpec(activation="swish"), 3, 2, seed=0)
+    # the MLP reads no spline fields: they are not its to check
+    a.check_spec(ModelSpec(hidden=(3,), grid=50, k=5, grid_range=(0.0, 9.0)))
 
 
 def test_unknown_option_is_rejected():
@@ -135,6 +225,12 @@ def test_register_plugin_adapter():
         adapters.register(_LinearAdapter)
     a = adapters.get("test_linear_plugin")
     assert "test_linear_plugin" in adapters.names()
+    # the interface's defaults: every spec field read, the option keys checked
+    assert a.spec_fields == set(ModelSpec.model_fields)
+    a.check_spec(ModelSpec())
+    with pytest.raises(AdapterError, match="does not understand"):
+        a.check_spec(ModelSpec(options={"x": 1}))
+    assert a.provenance(a.build(ModelSpec(), 4, 2, seed=0))["provider"] == "kanbench"
     model = a.build(ModelSpec(), 4, 2, seed=0)
     assert a.count_params(model) == a.param_count(ModelSpec(), 4, 2) == 10
     with pytest.raises(AdapterError, match="already registered"):

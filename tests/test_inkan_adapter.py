@@ -19,8 +19,7 @@ def test_registered_and_provenance():
     assert a.name == "inkan" and a.family == "kan"
     assert a.unavailable_reason() is None
     prov = a.provenance()
-    assert prov["provider"] == "inkan"
-    assert prov["version"] == __import__("inkan").__version__
+    assert prov == {"provider": "inkan", "version": __import__("inkan").__version__}
 
 
 @pytest.mark.parametrize("hidden,grid", [((8,), 5), ((4, 3), 7), ((), 2)])
@@ -35,10 +34,16 @@ def test_param_count_matches_built_model(hidden, grid):
 
 def test_only_cubic_and_known_options():
     a = adapters.get("inkan")
-    with pytest.raises(AdapterError, match="cubic"):
+    with pytest.raises(AdapterError, match=r"k=2; inkan supports cubic"):
         a.build(ModelSpec(hidden=(4,), k=2, options=EAGER), 3, 1, seed=0)
+    with pytest.raises(AdapterError, match="k=5"):
+        a.param_count(ModelSpec(hidden=(4,), k=5), 3, 1)
     with pytest.raises(AdapterError, match="does not understand"):
         a.build(ModelSpec(hidden=(4,), options={"scale_noise": 0.1}), 3, 1, seed=0)
+    for key, bad in [("compile_basis", "yes"), ("basis_mode", "global"), ("contraction", "fused")]:
+        with pytest.raises(AdapterError, match=f"option {key} '{bad}'; expected one of"):
+            a.check_spec(ModelSpec(options={key: bad}))
+    a.check_spec(ModelSpec(options={"compile_basis": True, "basis_mode": "dense", "contraction": "direct"}))
 
 
 def test_seeded_eager_forward_backward_and_instrumentation():
@@ -60,7 +65,7 @@ def test_seeded_eager_forward_backward_and_instrumentation():
     y.sum().backward()
     assert all(p.grad is not None for p in m1.parameters())
     assert m1.compiled_basis is False
-    assert a.provenance()["compiled_basis"] == "false"
+    assert a.provenance(m1)["compiled_basis"] == "false"
     coefs = a.spline_coefficients(m1)
     assert [tuple(c.shape) for c in coefs] == [(5, 4 * 9 + 4), (3, 5 * 9 + 5)]
     assert {id(c) for c in coefs} <= {id(p) for p in m1.parameters()}
@@ -70,7 +75,7 @@ def test_seeded_eager_forward_backward_and_instrumentation():
 def test_compile_fallback_records_eager(monkeypatch):
     a = adapters.get("inkan")
     model = a.build(ModelSpec(hidden=(3,), options={"compile_basis": True}), 2, 1, seed=0)
-    assert model.compiled_basis is None and a.provenance()["compiled_basis"] == "unknown"
+    assert model.compiled_basis is None and a.provenance(model)["compiled_basis"] == "unknown"
 
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler here")
@@ -79,4 +84,30 @@ def test_compile_fallback_records_eager(monkeypatch):
         layer._basis_fn = broken
     y = model(torch.randn(5, 2))
     assert y.shape == (5, 1)
-    assert model.compiled_basis is False and a.provenance()["compiled_basis"] == "false"
+    assert model.compiled_basis is False and a.provenance(model)["compiled_basis"] == "false"
+
+
+def test_provenance_describes_each_model():
+    """Two models of the (singleton) adapter, compile_basis True and False, each report their
+    own basis, whatever the other did meanwhile."""
+    from inkan import layer as inkan_layer
+
+    a = adapters.get("inkan")
+    compiled = a.build(ModelSpec(hidden=(3,), options={"compile_basis": True}), 2, 1, seed=0)
+    eager = a.build(ModelSpec(hidden=(3,), options=EAGER), 2, 1, seed=0)
+    assert a.provenance(compiled)["compiled_basis"] == "unknown"
+    assert a.provenance(eager)["compiled_basis"] == "false"
+    x = torch.randn(5, 2)
+    eager(x)
+    assert a.provenance(compiled)["compiled_basis"] == "unknown"
+    # the compiled basis "runs" (the eager function stands in for it: no compile in this test)
+    for layer in compiled.layers:
+        layer._basis_fn = inkan_layer._BASIS_FNS[(layer.basis_mode, False)]
+    compiled(x)
+    assert a.provenance(compiled)["compiled_basis"] == "true"
+    assert a.provenance(eager)["compiled_basis"] == "false"
+    later = a.build(ModelSpec(hidden=(3,), options={"compile_basis": True}), 2, 1, seed=0)
+    assert a.provenance(later)["compiled_basis"] == "unknown"
+    assert a.provenance(compiled)["compiled_basis"] == "true"
+    with pytest.raises(AdapterError, match="InkanNet"):
+        a.provenance(torch.nn.Linear(2, 1))

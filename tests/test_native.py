@@ -10,6 +10,8 @@ import torch
 
 import adapters
 from adapters.base import ModelSpec
+from adapters.mlp import ACTIVATIONS as MLP_ACTIVATIONS
+from adapters.native import activations as native_activations
 from adapters.native.basis import cox_de_boor, uniform_basis, uniform_knots
 from adapters.native.layer import NativeKANLayer
 
@@ -62,7 +64,7 @@ def test_cox_de_boor_matches_scipy_on_uneven_knots(k):
     assert _rel_err(ours, _scipy_basis(t, k, x)) < 1e-10
 
 
-def _efficient_kan_layer(in_f, out_f, grid, k):
+def _efficient_kan_layer(in_f, out_f, grid, k, base_activation=torch.nn.SiLU):
     KANLinear = pytest.importorskip("ikan.KAN").KANLinear
     return KANLinear(
         in_f,
@@ -72,7 +74,7 @@ def _efficient_kan_layer(in_f, out_f, grid, k):
         scale_noise=0.1,
         scale_base=1.0,
         scale_spline=1.0,
-        base_activation=torch.nn.SiLU,
+        base_activation=base_activation,
         grid_eps=0.02,
         grid_range=[-1, 1],
     )
@@ -105,6 +107,175 @@ def test_layer_matches_efficient_kan(k, grid):
         torch.testing.assert_close(
             getattr(ours, name).grad, getattr(ref, name).grad, atol=1e-5, rtol=1e-5
         )
+
+
+# -- the base activation ------------------------------------------------------------------------
+
+ACTIVATION_NAMES = sorted(MLP_ACTIVATIONS)
+
+
+def test_native_supports_every_mlp_activation():
+    assert set(native_activations.ACTIVATIONS) == set(MLP_ACTIVATIONS)
+    for name, module in MLP_ACTIVATIONS.items():
+        assert NativeKANLayer(2, 1, base_activation=module).activation.name == name
+    with pytest.raises(ValueError, match="swish"):
+        NativeKANLayer(2, 1, base_activation="swish")
+
+
+@pytest.mark.parametrize("mode", ["fused", "dense", "sparse", "reference"])
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+def test_layer_matches_efficient_kan_for_every_activation(activation, mode):
+    torch.manual_seed(0)
+    in_f, out_f, grid, k = 6, 4, 4, 3
+    ref = _efficient_kan_layer(in_f, out_f, grid, k, MLP_ACTIVATIONS[activation])
+    ours = NativeKANLayer(in_f, out_f, grid=grid, k=k, contraction=mode, base_activation=activation)
+    with torch.no_grad():
+        ours.base_weight.copy_(ref.base_weight)
+        ours.spline_weight.copy_(ref.spline_weight)
+        ours.spline_scaler.copy_(ref.spline_scaler)
+    # inside and outside the knot span, on the knots (G = 4: 0 is one, the kink of relu)
+    x = torch.cat([torch.randn(40, in_f) * 2.0, ref.grid.T[:, :in_f].clone(), torch.zeros(1, in_f)])
+    x_ref = x.clone().requires_grad_(True)
+    x_our = x.clone().requires_grad_(True)
+    y_ref, y_our = ref(x_ref), ours(x_our)
+    torch.testing.assert_close(y_our, y_ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(y_ref)
+    y_ref.backward(g)
+    y_our.backward(g)
+    torch.testing.assert_close(x_our.grad, x_ref.grad, atol=1e-5, rtol=1e-5)
+    for name in ("base_weight", "spline_weight", "spline_scaler"):
+        torch.testing.assert_close(getattr(ours, name).grad, getattr(ref, name).grad, atol=1e-5, rtol=1e-5)
+
+
+def _activation_kernel_call(layer, mode, compiled):
+    """The custom autograd function of a contraction for the layer's activation, as
+    ``f(x, w, s, b)``: the kernels made here (not cached), compiled or eager."""
+    from adapters.native import fused, sparse
+    from adapters.native.layer import _DenseKAN, _Uniform
+
+    config = (*layer.uniform, layer.grid_size, layer.k)
+    act = layer.activation.name
+    if mode == "dense":
+        return lambda xx, w, s, b: _DenseKAN.apply(xx, w, s, b, _Uniform(*config, activation=act)), None
+    shape = (layer.in_features, layer.out_features)
+    if mode == "fused":
+        kernels = fused.Kernels(*config, compile=compiled, shape=shape, activation=act)
+        return lambda xx, w, s, b: fused.FusedKAN.apply(xx, w, s, b, kernels), kernels
+    kernels = fused.Kernels(*config, compile=compiled, shape=shape, make=sparse.make_kernels, activation=act)
+    return lambda xx, w, s, b: sparse.SparseKAN.apply(xx, w, s, b, kernels), kernels
+
+
+def _activation_gradcheck(activation, mode, compiled):
+    layer = NativeKANLayer(3, 2, grid=5, k=3, base_activation=activation).double()
+    with torch.no_grad():
+        layer.spline_weight.normal_()
+        layer.spline_scaler.normal_()
+    # points in and outside the knot span, none at 0 (relu's kink) or on a knot
+    x = (torch.rand(16, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 2 - 1) * 3.0
+    params = [p.detach().clone().requires_grad_(True) for p in (layer.spline_weight, layer.spline_scaler, layer.base_weight)]
+    f, kernels = _activation_kernel_call(layer, mode, compiled)
+    inp = x.requires_grad_(True)
+    assert torch.autograd.gradcheck(f, (inp, *params), eps=1e-7, atol=1e-6, rtol=1e-5)
+    return kernels
+
+
+@pytest.mark.parametrize("mode", ["fused", "dense", "sparse"])
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+def test_activation_gradcheck_eager(activation, mode):
+    _activation_gradcheck(activation, mode, compiled=False)
+
+
+@pytest.mark.parametrize("mode,activation", [("fused", "gelu"), ("sparse", "relu"), ("fused", "leaky_relu")])
+def test_activation_gradcheck_compiled(mode, activation, compile_on):
+    from adapters.native import fused
+
+    if not fused.enabled():
+        pytest.skip("torch.compile unavailable here")
+    kernels = _activation_gradcheck(activation, mode, compiled=True)
+    assert kernels.is_compiled  # no fallback to the eager twins happened
+
+
+def test_kernels_are_cached_per_activation():
+    from adapters.native import fused, sparse
+
+    config = (-1.0, 0.4, 5, 3)
+    assert fused.kernels(*config, (3, 2), activation="relu") is not fused.kernels(*config, (3, 2))
+    assert fused.kernels(*config, (3, 2), activation="relu") is fused.kernels(*config, (3, 2), activation="relu")
+    assert sparse.kernels(*config, (3, 2), activation="tanh").activation.name == "tanh"
+
+
+@pytest.mark.parametrize("mode", ["auto", "fused", "dense", "sparse", "reference"])
+def test_relu_changes_native_as_it_changes_efficient_kan(mode):
+    """Through the adapters: the same seed builds the same weights whatever the activation (as
+    in efficient-kan); with efficient-kan's weights copied in, native's function is
+    efficient-kan's for silu and for relu, and the two differ."""
+    ek = adapters.get("efficient_kan")
+    if ek.unavailable_reason() is not None:
+        pytest.skip(ek.unavailable_reason())
+    native = adapters.get("native")
+    x = torch.randn(64, 5) * 1.5
+    outputs = {}
+    for activation in ("silu", "relu"):
+        spec = ModelSpec(hidden=(6,), grid=5, k=3, activation=activation)
+        ours = native.build(spec.model_copy(update={"options": {"contraction": mode}}), 5, 3, seed=0)
+        theirs = ek.build(spec, 5, 3, seed=0)
+        for a, b in zip(ours.layers, theirs.layers):
+            assert isinstance(b.base_activation, MLP_ACTIVATIONS[activation])
+            with torch.no_grad():
+                for name in ("base_weight", "spline_weight", "spline_scaler"):
+                    getattr(a, name).copy_(getattr(b, name))
+        with torch.no_grad():
+            outputs[activation] = (ours(x), theirs(x))
+        torch.testing.assert_close(*outputs[activation], atol=1e-5, rtol=1e-5)
+    (ours_silu, theirs_silu), (ours_relu, theirs_relu) = outputs["silu"], outputs["relu"]
+    assert (ours_relu - ours_silu).abs().max() > 1e-2
+    torch.testing.assert_close(ours_relu - ours_silu, theirs_relu - theirs_silu, atol=1e-5, rtol=1e-5)
+    built = [native.build(ModelSpec(hidden=(6,), activation=a), 5, 3, seed=0) for a in ("silu", "relu")]
+    assert all(torch.equal(p, q) for p, q in zip(built[0].parameters(), built[1].parameters()))
+
+
+def test_unknown_activation_is_an_adapter_error():
+    a = adapters.get("native")
+    for call in (lambda s: a.build(s, 3, 2, seed=0), lambda s: a.param_count(s, 3, 2), a.check_spec):
+        with pytest.raises(adapters.AdapterError, match="activation 'swish'.*gelu.*silu"):
+            call(ModelSpec(activation="swish"))
+    with pytest.raises(adapters.AdapterError, match="contraction 'fast'"):
+        a.check_spec(ModelSpec(options={"contraction": "fast"}))
+
+
+# -- provenance of each model -----------------------------------------------------------------
+
+def test_provenance_describes_each_model(compile_on):
+    """Two models of the same (singleton) adapter report their own kernels, whatever the other
+    one did meanwhile; without a model, the library's provenance."""
+    a = adapters.get("native")
+    spec = ModelSpec(hidden=(3,), grid=5, k=3)
+    eager = a.build(spec.model_copy(update={"options": {"contraction": "reference"}}), 2, 1, seed=0)
+    compiling = a.build(spec, 2, 1, seed=0)
+    idle = a.build(spec, 2, 1, seed=1)
+    assert set(a.provenance()) == {"provider", "version"}
+    assert a.provenance(eager)["compiled_kernel"] == "false"
+    if not compiling.layers[0].compiles():
+        pytest.skip("torch.compile unavailable here")
+    assert a.provenance(compiling)["compiled_kernel"] == "unknown"
+    x = torch.rand(8, 2) * 2 - 1
+    assert a.warm_up(compiling, x) is True
+    ran = compiling.layers[0].uses_compiled_kernels()
+    assert a.provenance(compiling)["compiled_kernel"] == ("true" if ran else "false")
+    assert a.provenance(eager)["compiled_kernel"] == "false"
+    assert a.provenance(idle)["compiled_kernel"] == "unknown"  # not warmed up yet
+    assert a.warm_up(eager, x) is False and a.provenance(eager)["compiled_kernel"] == "false"
+    assert a.provenance(compiling)["compiled_kernel"] == ("true" if ran else "false")
+    assert {k: v for k, v in a.provenance(compiling).items() if k != "compiled_kernel"} == a.provenance()
+
+
+def test_provenance_with_compiling_off_is_false_from_the_start(monkeypatch):
+    monkeypatch.setenv("KANBENCH_NATIVE_COMPILE", "0")
+    a = adapters.get("native")
+    model = a.build(ModelSpec(hidden=(3,)), 2, 1, seed=0)
+    assert a.provenance(model)["compiled_kernel"] == "false"
+    with pytest.raises(adapters.AdapterError, match="NativeKAN"):
+        a.provenance(torch.nn.Linear(2, 1))
 
 
 SPECS = [
@@ -158,6 +329,8 @@ def test_build_dtype_and_instrumentation():
     assert model.layers[0].spline_weight.grad is not None
     prov = a.provenance()
     assert prov["provider"] == "kanbench-native" and prov["version"]
+    compiled = "unknown" if model.layers[0].compiles() else "false"  # before any warm-up
+    assert a.provenance(model) == {**prov, "compiled_kernel": compiled}
     assert set(a.probe(model)) == {"coef_abs_mean", "coef_abs_max", "coef_rms"}
 
 

@@ -1,7 +1,8 @@
 """kanbench's own B-spline KAN: efficient-kan's function and parameters, a faster kernel.
 
-Options (``ModelSpec.options``): ``scale_noise`` (0.1), ``scale_base`` (1.0),
-``scale_spline`` (1.0) and ``grid_eps`` (0.02) as in efficient-kan; ``contraction``
+The base activation is ``ModelSpec.activation`` (any of ``adapters.mlp.ACTIVATIONS``, as in
+efficient-kan), on every contraction. Options (``ModelSpec.options``): ``scale_noise`` (0.1),
+``scale_base`` (1.0), ``scale_spline`` (1.0) and ``grid_eps`` (0.02) as in efficient-kan; ``contraction``
 ("auto", "fused", "dense", "sparse" or "reference": how the uniform-grid kernel contracts the
 basis with the weights, see adapters/native/layer.py, fused.py and sparse.py; "reference" is plain
 autograd). ``KANBENCH_NATIVE_COMPILE=0`` keeps the kernels eager (no torch.compile).
@@ -11,13 +12,21 @@ from __future__ import annotations
 
 import torch
 
-from adapters.base import Adapter, ModelSpec, compile_warm_up, isolated_rng, package_version
-from adapters.native.layer import NativeKAN, NativeKANLayer
+from adapters.base import (
+    Adapter,
+    AdapterError,
+    ModelSpec,
+    compile_warm_up,
+    isolated_rng,
+    package_version,
+)
+from adapters.native import activations
+from adapters.native.layer import CONTRACTIONS, NativeKAN, NativeKANLayer
 
 __all__ = ["NativeAdapter", "NativeKAN", "NativeKANLayer"]
 
 #: bumped whenever the kernel's numerics or parameterisation change
-KERNEL_VERSION = "2"
+KERNEL_VERSION = "3"
 
 _DEFAULTS = {
     "scale_noise": 0.1,
@@ -33,30 +42,45 @@ class NativeAdapter(Adapter):
     family = "kan"
     option_keys = frozenset(_DEFAULTS)
 
-    def provenance(self) -> dict[str, str]:
+    def provenance(self, model: torch.nn.Module | None = None) -> dict[str, str]:
+        """The kernel's version; of a model also ``compiled_kernel``: "true" when its warm-up
+        ran torch.compile'd kernels, "false" when it runs eager only (compiling off,
+        unavailable or failed; contraction "dense" or "reference"), "unknown" before its
+        warm-up."""
         version = package_version("kanbench") or "unknown"
-        # of the model built last: "true" when its warm-up ran torch.compile'd kernels, "false"
-        # when it runs eager only (compiling off, unavailable or failed; contraction forced to
-        # dense, sparse or reference; non-uniform grids), "unknown" before its warm-up
-        compiled = self._compiled_kernel
-        return {
-            "provider": "kanbench-native",
-            "version": f"{version}+kernel{KERNEL_VERSION}",
-            "compiled_kernel": compiled,
-        }
-
-    _compiled_kernel = "unknown"
+        prov = {"provider": "kanbench-native", "version": f"{version}+kernel{KERNEL_VERSION}"}
+        if model is not None:
+            compiled = self._net(model).compiled_kernel
+            prov["compiled_kernel"] = {None: "unknown", True: "true", False: "false"}[compiled]
+        return prov
 
     def warm_up(self, model: NativeKAN, x: torch.Tensor) -> bool:
-        """Compile the layers' kernels (when compiling is on) before the clock starts."""
+        """Compile the layers' kernels (when compiling is on) before the clock starts; the
+        model records whether they ran compiled (``model.compiled_kernel``)."""
+        model = self._net(model)
         compiling = [layer for layer in model.layers if layer.compiles()]
         if not compiling:
-            self._compiled_kernel = "false"
+            model.compiled_kernel = False
             return False
         compile_warm_up(model, x)
-        ran = any(layer.uses_compiled_kernels() for layer in compiling)
-        self._compiled_kernel = "true" if ran else "false"
+        model.compiled_kernel = any(layer.uses_compiled_kernels() for layer in compiling)
         return True
+
+    @staticmethod
+    def _net(model: torch.nn.Module) -> NativeKAN:
+        if not isinstance(model, NativeKAN):
+            raise AdapterError(f"native: expected a NativeKAN, got {type(model)}")
+        return model
+
+    def check_spec(self, spec: ModelSpec) -> None:
+        self.check_options(spec)
+        self.check_choice("activation", spec.activation, activations.ACTIVATIONS)
+        if "contraction" in spec.options:
+            self.check_choice("option contraction", spec.options["contraction"], CONTRACTIONS)
+        for key in ("scale_noise", "scale_base", "scale_spline", "grid_eps"):
+            value = spec.options.get(key, 0.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise AdapterError(f"adapter 'native': option {key} must be a number, got {value!r}")
 
     def build(
         self,
@@ -67,7 +91,7 @@ class NativeAdapter(Adapter):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> NativeKAN:
-        self.check_options(spec)
+        self.check_spec(spec)
         opts = {**_DEFAULTS, **spec.options}
         with isolated_rng(seed):
             model = NativeKAN(
@@ -75,20 +99,21 @@ class NativeAdapter(Adapter):
                 grid=spec.grid,
                 k=spec.k,
                 grid_range=tuple(spec.grid_range),
+                base_activation=spec.activation,
                 **opts,
             )
-        self._compiled_kernel = "unknown" if any(layer.compiles() for layer in model.layers) else "false"
         return model.to(device=device, dtype=dtype)
 
     def param_count(self, spec: ModelSpec, in_dim: int, out_dim: int) -> int:
         # per edge: one base weight, one spline scaler, G + k spline weights
+        self.check_spec(spec)
         widths = spec.widths(in_dim, out_dim)
         per_edge = spec.grid + spec.k + 2
         return sum(a * b * per_edge for a, b in zip(widths[:-1], widths[1:]))
 
     def flops_per_sample(self, spec: ModelSpec, in_dim: int, out_dim: int) -> int:
         # per edge: base and spline multiply-adds (k + 1 active bases, 2 FLOPs each, plus the
-        # base term); per input: SiLU (~4) and the basis (~(k + 1)^2 Horner steps)
+        # base term); per input: the activation (~4) and the basis (~(k + 1)^2 Horner steps)
         widths = spec.widths(in_dim, out_dim)
         k = spec.k
         edges = sum(a * b * (2 * (k + 1) + 2) for a, b in zip(widths[:-1], widths[1:]))

@@ -1,8 +1,9 @@
 """The fused kernel of the native layer: base and spline branches as ONE matrix product.
 
-Per input ``i`` the layer's output is ``silu(x_i) w_base + sum_j B_j(x_i) w_spline_j``: a dot
-product of the ``G + k + 1`` *columns* ``[B_0(x_i) .. B_{G+k-1}(x_i), silu(x_i)]`` with a packed
-weight. So a whole layer is ``y = C @ W.T`` with ``C`` ``(batch, in * (G + k + 1))`` and ``W``
+Per input ``i`` the layer's output is ``act(x_i) w_base + sum_j B_j(x_i) w_spline_j`` (``act``
+the base activation): a dot product of the ``G + k + 1`` *columns*
+``[B_0(x_i) .. B_{G+k-1}(x_i), act(x_i)]`` with a packed weight. So a whole layer is
+``y = C @ W.T`` with ``C`` ``(batch, in * (G + k + 1))`` and ``W``
 ``(out, in * (G + k + 1))`` rebuilt from the parameters every call (``in * out * (G + k + 1)``
 multiplies: cheap next to the product; layers with a large ``W`` build it, use it and take its
 gradient a block of inputs at a time, see :func:`_weight_blocks`). The backward is two products with the same matrices,
@@ -15,11 +16,11 @@ position ``u`` (see basis.py), then per column ``j`` the value of the one cardin
 ``(batch, in, G + k)`` temporaries; compiled by inductor it is two loops, one that evaluates
 the ``k + 1`` segment polynomials once per input and one that writes each row of ``C`` once,
 each column picking its slot's value - the reason this path exists. :func:`kernels` compiles
-kernels per layer configuration and shape; each falls back to its eager twin when
-``torch.compile`` is unavailable or fails (:class:`Kernels`).
+kernels per layer configuration (grid, order, base activation) and shape; each falls back to
+its eager twin when ``torch.compile`` is unavailable or fails (:class:`Kernels`).
 
 NaN inputs never index anything here (all arithmetic stays in floating point): their basis
-columns are zero and the ``silu`` column carries the NaN into the output.
+columns are zero and the activation's column carries the NaN into the output.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import types
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
+from adapters.native import activations
 from adapters.native.basis import _segment_tables
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,8 @@ def _weight_blocks(n_in: int, n_out: int, per_input: int) -> list[tuple[int, int
     return [(s, min(n_in, s + step)) for s in range(0, n_in, step)]
 
 
-def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int] | None = None):
+def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int] | None = None,
+                  activation: str = "silu"):
     """The kernels of one layer configuration by name, as plain functions (:class:`Kernels`
     compiles them): the forward / backward composites of the fused contraction.
 
@@ -110,6 +112,8 @@ def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]
     n_cells = grid + 2 * k
     nb = grid + k
     values_rows, slope_rows = _segment_tables(k)
+    act = activations.get(activation)
+    act_forward, act_derivative = act.forward, act.derivative
     batch_inner = shape is not None and shape[0] <= BATCH_INNER_MAX_IN
     input_blocks = [] if batch_inner or shape is None else _weight_blocks(*shape, nb + 1)
     # basis-major: x (B, in), C (B, nb + 1, in); batch-inner: x.T (in, B), C.T (nb + 1, in, B)
@@ -127,19 +131,18 @@ def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]
 
     def columns(x):
         segments, slot = locate(x, values_rows)
-        cols = torch.cat([_pick_segment(segments, slot, k, axis), F.silu(x).unsqueeze(axis)], axis)
+        cols = torch.cat([_pick_segment(segments, slot, k, axis), act_forward(x).unsqueeze(axis)], axis)
         return cols.view(-1, x.shape[1]) if batch_inner else cols.view(x.shape[0], -1)
 
     def input_grad(dcols, x):
         segments, slot = locate(x, slope_rows)
         slope = _pick_segment(segments, slot, k, axis) * inv_h
-        sig = torch.sigmoid(x)
-        dsilu = sig * (1 + x * (1 - sig))
+        dact = act_derivative(x)
         if batch_inner:
             dcols = dcols.view(nb + 1, *x.shape)
-            return (dcols[:nb] * slope).sum(0) + dcols[nb] * dsilu
+            return (dcols[:nb] * slope).sum(0) + dcols[nb] * dact
         dcols = dcols.view(x.shape[0], nb + 1, x.shape[1])
-        return (dcols[:, :nb] * slope).sum(1) + dcols[:, nb] * dsilu
+        return (dcols[:, :nb] * slope).sum(1) + dcols[:, nb] * dact
 
     def pack(spline_weight, spline_scaler, base_weight):
         """``W`` ``(out, (G + k + 1) * in)`` in the column order of ``C``."""
@@ -242,22 +245,25 @@ def _own_code(fn: Callable, tag: str) -> Callable:
 class Kernels:
     """The kernels of one configuration, called by name (``kernels.forward(...)``): compiled,
     each falling back to its eager twin for good if a call fails to compile (compilation
-    happens at the first call of each shape and dtype). ``make(lo, h, grid, k, shape)``
-    returns the plain functions (this module's fused kernels by default; sparse.py has the
-    sparse contraction's)."""
+    happens at the first call of each shape and dtype). ``make(lo, h, grid, k, shape,
+    activation)`` returns the plain functions (this module's fused kernels by default; sparse.py
+    has the sparse contraction's)."""
 
     _made = 0  # kernels built so far: tags their code objects apart
 
     def __init__(self, lo: float, h: float, grid: int, k: int, compile: bool = True,
-                 shape: tuple[int, int] | None = None, make: Callable = _make_kernels):
-        self.key = (grid, k)
-        self._eager = make(lo, h, grid, k, shape)
+                 shape: tuple[int, int] | None = None, make: Callable = _make_kernels,
+                 activation: str = "silu"):
+        self.key = (grid, k, activation)
+        #: the base activation the kernels are built for
+        self.activation = activations.get(activation)
+        self._eager = make(lo, h, grid, k, shape, activation)
         #: settings of the kernels that callers need to know (not compiled)
         self.options: dict = self._eager.pop("options", {})
         self._compiled = None
         if compile:
             Kernels._made += 1
-            tag = f"k{k}_g{grid}_{Kernels._made}"
+            tag = f"k{k}_g{grid}_{activation}_{Kernels._made}"
             self._compiled = {
                 name: torch.compile(_own_code(fn, tag), fullgraph=True, options=_compile_options())
                 for name, fn in self._eager.items()
@@ -277,7 +283,7 @@ class Kernels:
             try:
                 return self._compiled[name](*args)
             except Exception as exc:  # torch.compile failures come in many types
-                log.warning("native: torch.compile of a kernel failed for G=%d k=%d (%s: %s); "
+                log.warning("native: torch.compile of a kernel failed for G=%d k=%d %s (%s: %s); "
                             "using the eager kernels (same results, slower; KANBENCH_NATIVE_COMPILE=0 "
                             "skips the attempt)", *self.key, type(exc).__name__, str(exc)[:200])
                 self._compiled = None
@@ -308,9 +314,10 @@ def enabled() -> bool:
 
 
 def kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int] | None = None,
-            make: Callable = _make_kernels) -> Kernels:
-    """The kernels ``make`` builds for a configuration and layer shape, cached: compiled when
-    compiling is on (each falls back to its eager twin if compiling fails), else eager.
+            make: Callable = _make_kernels, activation: str = "silu") -> Kernels:
+    """The kernels ``make`` builds for a configuration (grid, order, base activation) and layer
+    shape, cached: compiled when compiling is on (each falls back to its eager twin if
+    compiling fails), else eager.
 
     Layers pass their ``(in, out)`` shape so that each shape gets kernels of its own: shared
     kernels would be recompiled for every layer shape they meet, generic in the sizes (slower
@@ -318,9 +325,9 @@ def kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int] | Non
     (measured: [784, 64, 10] G5 train step 1.34x the MLP alone, 2.5x after other
     configurations had shared its kernels). Only the batch size then varies."""
     compile = enabled()
-    key = (make, lo, h, grid, k, shape, compile)
+    key = (make, lo, h, grid, k, shape, compile, activation)
     if key not in _cache:
-        _cache[key] = Kernels(lo, h, grid, k, compile=compile, shape=shape, make=make)
+        _cache[key] = Kernels(lo, h, grid, k, compile=compile, shape=shape, make=make, activation=activation)
     return _cache[key]
 
 

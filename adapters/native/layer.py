@@ -1,8 +1,9 @@
 """The native KAN layer: efficient-kan's function and parameterisation.
 
-``y = silu(x) @ base_weight.T + sum_i sum_j B_j(x_i) * spline_weight[:, i, j] * spline_scaler[:, i]``
+``y = act(x) @ base_weight.T + sum_i sum_j B_j(x_i) * spline_weight[:, i, j] * spline_scaler[:, i]``
 with ``G + k`` B-splines of degree ``k`` per input on ``G + 2k + 1`` knots (``G`` uniform
-intervals on ``grid_range`` extended by ``k`` on each side), zero outside the knot span.
+intervals on ``grid_range`` extended by ``k`` on each side), zero outside the knot span, and
+``act`` the base activation (SiLU by default; any of :mod:`adapters.native.activations`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adapters.native import fused, sparse
+from adapters.native import activations, fused, sparse
 from adapters.native.basis import cox_de_boor, segment_table, uniform_basis, uniform_knots
-
-
 
 # ============================================================================================
 # The dense uniform-grid kernel (eager)
@@ -42,9 +41,9 @@ from adapters.native.basis import cox_de_boor, segment_table, uniform_basis, uni
 #           the GEMM does G + k multiply-adds per edge, but at full BLAS speed. Eager only.
 #   sparse: sparse.py - gathers the k + 1 active table rows per input (cost independent of G);
 #           compiled helpers where torch.compile works.
-# The base branch is one more GEMM, silu(x) @ base_weight.T. The input gradient (only when x
-# requires grad) gathers the same k + 1 rows, dots them with the output gradient and weights
-# them with the basis derivative, plus silu'(x) for the base branch.
+# The base branch is one more GEMM, act(x) @ base_weight.T (act: the layer's base activation).
+# The input gradient (only when x requires grad) gathers the same k + 1 rows, dots them with the
+# output gradient and weights them with the basis derivative, plus act'(x) for the base branch.
 # ============================================================================================
 
 
@@ -54,6 +53,7 @@ class _Uniform:
     h: float
     grid: int
     k: int
+    activation: str = "silu"
 
     @property
     def n_bases(self) -> int:
@@ -78,7 +78,7 @@ def _locate(x: torch.Tensor, cfg: _Uniform) -> tuple[torch.Tensor, torch.Tensor]
     """Clamped cell index (int64) and local position u of every input.
 
     NaN inputs go to the last (all-padding) cell instead of becoming an invalid index (a NaN
-    cast to int64 is -2^63): their spline term is 0 and the base term ``silu(NaN)`` carries
+    cast to int64 is -2^63): their spline term is 0 and the base term ``act(NaN)`` carries
     the NaN into the output, so a diverging model yields a NaN loss rather than a crash."""
     end = cfg.grid + 2 * cfg.k
     t = ((x - cfg.lo) * (1.0 / cfg.h) + cfg.k).clamp_(0.0, end).nan_to_num_(nan=end)
@@ -157,7 +157,7 @@ def _active_rows(cell: torch.Tensor, k: int, stride: int, n_cells: int) -> torch
 
 
 class _DenseKAN(torch.autograd.Function):
-    """y = silu(x) @ base_weight.T + D(x) @ scaled.T on uniform knots, with a hand-written
+    """y = act(x) @ base_weight.T + D(x) @ scaled.T on uniform knots, with a hand-written
     backward. Saved for backward: x, the cells and D; the local position only if x needs a
     gradient."""
 
@@ -166,7 +166,7 @@ class _DenseKAN(torch.autograd.Function):
         n_out, k = base_weight.shape[0], cfg.k
         cell, u = _locate(x, cfg)
         values = _values(u, k)
-        y = F.silu(x) @ base_weight.t()
+        y = activations.get(cfg.activation).forward(x) @ base_weight.t()
         rows = _active_rows(cell, k, 0, cfg.grid + 2 * k + 1)  # rows of the padded identity
         dense = _dense_basis(rows, values, cfg)
         scaled = spline_weight * spline_scaler.unsqueeze(-1)
@@ -184,15 +184,16 @@ class _DenseKAN(torch.autograd.Function):
         n_out, nb, k, P = grad_out.shape[1], cfg.n_bases, cfg.k, cfg.padded
         need_x, need_w, need_s, need_b = ctx.needs_input_grad[:4]
         grad_out = grad_out.contiguous()
+        act = activations.get(cfg.activation)
         gx = gw = gs = gb = None
         if need_b:
-            gb = grad_out.t() @ F.silu(x)
+            gb = grad_out.t() @ act.forward(x)
         if need_w or need_s:
             # d loss / d scaled spline weights = grad_out^T @ D
             gscaled = (grad_out.t() @ dense).view(n_out, n_in, nb)
             gw, gs = fused.split_scaled(gscaled, spline_weight, spline_scaler)
         if need_x:
-            # d y / d x_i = sum_r dV_r(x_i) table[i, cell + r] + silu'(x_i) base_weight[:, i]:
+            # d y / d x_i = sum_r dV_r(x_i) table[i, cell + r] + act'(x_i) base_weight[:, i]:
             # gather the k + 1 rows, dot them with grad_out
             rows = _active_rows(cell, k, P, cfg.grid + 2 * k + 1)  # rows of the flattened table
             table = _padded_table(spline_weight, spline_scaler, k)
@@ -200,8 +201,7 @@ class _DenseKAN(torch.autograd.Function):
             # outside the knot span the clamp is flat: no spline gradient there
             t = (x - cfg.lo) * (1.0 / cfg.h) + k
             gx.mul_((t >= 0) & (t < cfg.grid + 2 * k))
-            sig = torch.sigmoid(x)
-            gx += (grad_out @ base_weight) * (sig * (1 + x * (1 - sig)))
+            gx += (grad_out @ base_weight) * act.derivative(x)
         return gx, gw, gs, gb, None
 
 
@@ -246,11 +246,15 @@ class NativeKANLayer(nn.Module):
         scale_spline: float = 1.0,
         grid_eps: float = 0.02,
         contraction: str = "auto",
+        base_activation: str | type[nn.Module] = "silu",
     ):
         super().__init__()
         if contraction not in CONTRACTIONS:
             raise ValueError(f"contraction must be one of {', '.join(CONTRACTIONS)}, got {contraction!r}")
         self.contraction = contraction
+        #: the base branch's activation and its derivative (a name or torch module class, as
+        #: efficient-kan's ``base_activation``)
+        self.activation = activations.get(base_activation)
         self.in_features = in_features
         self.out_features = out_features
         self.grid_size = grid
@@ -306,7 +310,8 @@ class NativeKANLayer(nn.Module):
         if not self.compiles():
             return False
         make = sparse.kernels if self._takes_sparse() else fused.kernels
-        return make(*self._kernel_config(), (self.in_features, self.out_features)).is_compiled
+        shape = (self.in_features, self.out_features)
+        return make(*self._kernel_config(), shape, activation=self.activation.name).is_compiled
 
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         """Dense basis ``(B, in, G + k)`` of a ``(B, in)`` input on this layer's knots."""
@@ -331,26 +336,27 @@ class NativeKANLayer(nn.Module):
         args = (x, self.spline_weight, self.spline_scaler, self.base_weight)
         config = self._kernel_config()
         shape = (self.in_features, self.out_features)
+        act = self.activation.name
         mode = self.contraction
         if mode == "auto":
             compiles = self.compiles()
             if compiles and self._takes_sparse():
                 mode = "sparse"
-            elif compiles and fused.kernels(*config, shape).is_compiled:
+            elif compiles and fused.kernels(*config, shape, activation=act).is_compiled:
                 mode = "fused"
             else:  # eager: compiling off or failed
                 mode = _choose(self.grid_size, self.k, x.shape[0], self.in_features)
         if mode == "fused":
             # compiled, or the eager twins where compiling is off or failed (forced "fused")
-            return fused.FusedKAN.apply(*args, fused.kernels(*config, shape))
+            return fused.FusedKAN.apply(*args, fused.kernels(*config, shape, activation=act))
         if mode == "sparse":
-            return sparse.SparseKAN.apply(*args, sparse.kernels(*config, shape))
-        return _DenseKAN.apply(*args, _Uniform(*config))
+            return sparse.SparseKAN.apply(*args, sparse.kernels(*config, shape, activation=act))
+        return _DenseKAN.apply(*args, _Uniform(*config, activation=act))
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Plain autograd through the dense basis: the general path for non-uniform knots
         (Cox-de Boor, ``O((G + 2k) k)`` time and memory per input) and the kernel's reference."""
-        base = F.linear(F.silu(x), self.base_weight)
+        base = F.linear(self.activation.forward(x), self.base_weight)
         spline = F.linear(
             self.basis(x).reshape(x.shape[0], -1),
             self.scaled_spline_weight().reshape(self.out_features, -1),
@@ -465,6 +471,9 @@ class NativeKAN(nn.Module):
         self.layers = nn.ModuleList(
             NativeKANLayer(a, b, **layer_kwargs) for a, b in zip(widths[:-1], widths[1:])
         )
+        #: whether the warm-up ran torch.compile'd kernels; None until it has run, False from the
+        #: start where no layer compiles (compiling off, contraction "dense" or "reference")
+        self.compiled_kernel: bool | None = None if any(layer.compiles() for layer in self.layers) else False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:

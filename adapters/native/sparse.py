@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from adapters.native import fused
+from adapters.native import activations, fused
 from adapters.native.basis import _segment_tables
 
 #: input blocks of the forward gather and the input gradient: ~1 MiB of float32 table rows
@@ -69,9 +69,11 @@ def layer_blocks(n_in: int, n_out: int, grid: int, k: int) -> list[tuple[int, in
     return blocks(n_in, 1, per_block)
 
 
-def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]) -> dict:
+def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int],
+                 activation: str = "silu") -> dict:
     """The sparse contraction's kernels of one layer configuration and shape ``(in, out)``."""
     n_in, n_out = shape
+    act_derivative = activations.get(activation).derivative
     inv_h = 1.0 / h
     end = grid + 2 * k  # past the last cell: no basis exists there
     nb = grid + k
@@ -120,12 +122,11 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
     def input_grad_basis(x):
         """Rows into the flattened table ``(batch, in, k + 1)``, the basis slopes d/dx there
         (zero for bases that do not exist and outside the knot span, where the clamp is flat)
-        and silu'(x)."""
+        and the base activation's derivative act'(x)."""
         u, inside, j, exists = active(x, -1)
         slopes = torch.where(exists, fused._segments(u, inside, slope_rows, k, -1), 0.0) * inv_h
         offset = torch.arange(n_in, dtype=j.dtype, device=x.device).unsqueeze(-1) * nb
-        sig = torch.sigmoid(x)
-        return j + offset, slopes, sig * (1 + x * (1 - sig))
+        return j + offset, slopes, act_derivative(x)
 
     return dict(
         forward_inputs=forward_inputs,
@@ -134,20 +135,21 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int])
     )
 
 
-def kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]) -> fused.Kernels:
+def kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int],
+            activation: str = "silu") -> fused.Kernels:
     """The sparse kernels of a configuration and shape (cached; compiled where that works)."""
-    return fused.kernels(lo, h, grid, k, shape, make=make_kernels)
+    return fused.kernels(lo, h, grid, k, shape, make=make_kernels, activation=activation)
 
 
 class SparseKAN(torch.autograd.Function):
-    """``y = silu(x) @ base_weight.T + spline(x)`` by the sparse contraction (module docstring),
+    """``y = act(x) @ base_weight.T + spline(x)`` by the sparse contraction (module docstring),
     with a hand-written backward. Saved for backward: x, the parameters, each block's values
     and rows (the table too when x needs a gradient)."""
 
     @staticmethod
     def forward(ctx, x, spline_weight, spline_scaler, base_weight, kernels):
         table, values, rows = kernels.forward_inputs(x, spline_weight, spline_scaler)
-        y = F.silu(x) @ base_weight.t()
+        y = kernels.activation.forward(x) @ base_weight.t()
         n_out = base_weight.shape[0]
         for (start, end), r, v in zip(kernels.options["blocks"], rows, values):
             y += F.embedding_bag(r, table[start:end].view(-1, n_out), per_sample_weights=v, mode="sum")
@@ -164,7 +166,7 @@ class SparseKAN(torch.autograd.Function):
         batch = x.shape[0]
         gx = gw = gs = gb = None
         if need_b:
-            gb = grad_out.t() @ F.silu(x)
+            gb = grad_out.t() @ ctx.kernels.activation.forward(x)
         if need_w or need_s:
             n_out, _, nb = spline_weight.shape
             blocks = ctx.kernels.options["blocks"]
@@ -191,9 +193,9 @@ class SparseKAN(torch.autograd.Function):
 
 def _input_grad(kernels, grad_out, x, table, base_weight):
     """``d y / d x`` of the sparse contraction, dotted with ``grad_out`` (see
-    :func:`spline_input_grad`), plus the base branch's ``silu'(x_i) base_weight[:, i]``."""
-    rows, slopes, dsilu = kernels.input_grad_basis(x)
-    return spline_input_grad(grad_out, table, rows, slopes) + (grad_out @ base_weight) * dsilu
+    :func:`spline_input_grad`), plus the base branch's ``act'(x_i) base_weight[:, i]``."""
+    rows, slopes, dact = kernels.input_grad_basis(x)
+    return spline_input_grad(grad_out, table, rows, slopes) + (grad_out @ base_weight) * dact
 
 
 def spline_input_grad(grad_out, table, rows, slopes):
