@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from adapters import AdapterError
 from bench.errors import KanbenchError
-from bench.interleaved import KINDS, render_markdown, select_configs, speed_interleaved
+from bench.speed.interleaved import KINDS, render_markdown, select_configs, speed_interleaved
 
 
 def _fmt_metric(metric: str | None, value: float | None) -> str:
@@ -96,10 +96,10 @@ def _cmd_budget(args: argparse.Namespace) -> int:
     import adapters
 
     print(f"suite {suite.name}: {len(plan.runs)} runs "
-          f"({len(plan.datasets)} datasets x {len(suite.models)} models x "
+          f"({len(plan.shapes)} datasets x {len(suite.models)} models x "
           f"{len(suite.resolved_schemes())} schemes x {len(suite.seeds)} seeds)")
     for label, solved in plan.solved.items():
-        data = plan.datasets[label]
+        data = plan.shapes[label]
         print(f"\n{label}: in={data.in_dim} out={data.out_dim} ({data.task})")
         print(f"  {'model':<18} {'adapter':<14} {'architecture':<34} {'params':>10}  budget")
         for m in suite.models:
@@ -126,8 +126,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from bench.store import Store
 
+    if args.wide and not args.series:
+        raise KanbenchError("--wide pivots the per-step series: use it with --series")
+    if args.format == "parquet":
+        _require_pyarrow()
+        if not args.output:
+            raise KanbenchError("--format parquet writes a binary file: give -o FILE")
     with Store(args.store, create=False) as store:
-        df = store.export()
+        df = store.series(wide=args.wide) if args.series else store.export()
+    if args.format == "parquet":
+        df.to_parquet(args.output, index=False)
+        return 0
     out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
     try:
         if args.format == "csv":
@@ -139,6 +148,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         if args.output:
             out.close()
     return 0
+
+
+def _require_pyarrow() -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise KanbenchError("--format parquet needs pyarrow: pip install pyarrow "
+                            "(or export csv or json)") from None
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -162,7 +179,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_speed_report(args: argparse.Namespace) -> int:
-    from bench.speed_report import speed_report
+    from bench.speed.report import speed_report
 
     md, html = speed_report(args.benchmark_json, args.out_dir)
     print(f"speed reports: {md} {html}")
@@ -218,9 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--suite-name", help="report name (default: the suite stored in the runs)")
     rep.set_defaults(func=_cmd_report)
 
-    e = sub.add_parser("export", help="print one tidy row per run")
+    e = sub.add_parser("export", help="one tidy row per run (every stored per-run value a "
+                                      "column), or the per-step series")
     e.add_argument("store")
-    e.add_argument("--format", choices=["csv", "json"], default="csv")
+    e.add_argument("--format", choices=["csv", "json", "parquet"], default="csv",
+                   help="parquet needs pyarrow and -o")
+    e.add_argument("--series", action="store_true",
+                   help="the per-step series instead: one row per run, step and name")
+    e.add_argument("--wide", action="store_true",
+                   help="with --series: one row per run and step, one column per name")
     e.add_argument("-o", "--output", help="write to a file instead of standard output")
     e.set_defaults(func=_cmd_export)
 

@@ -6,64 +6,27 @@ hash of its fully resolved configuration, so a store can tell which runs are alr
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
 import torch
-from pydantic import BaseModel, ConfigDict
 
 import adapters
 from adapters import AdapterError, ModelSpec
 from bench.budget import Solved, solve_width
-from bench.datasets import Dataset, SplitSpec, load_dataset
+from bench.datasets import Dataset, cached_dataset
 from bench.errors import BudgetError, KanbenchError, SuiteError
-from bench.suite import ModelEntry, Suite, TrainingSpec
+from bench.records.spec import Interventions, RunSpec
+from bench.suite import ModelEntry, Suite
 
-#: bump when the meaning of a stored result changes, so old runs are not reused
-KEY_VERSION = 1
+@dataclass(frozen=True)
+class DataShape:
+    """What planning needs of a dataset: widths for the budgets, task and size for the report."""
 
-
-class RunSpec(BaseModel):
-    """Everything that determines one run's result (and nothing that does not)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    suite: str
-    dataset: str
-    dataset_label: str
-    dataset_options: dict[str, Any]
-    split: SplitSpec
-    model: str
-    adapter: str
-    family: str
-    arch: ModelSpec
-    params: int
-    budget: dict[str, Any] | None
-    scheme: str
-    training: TrainingSpec
-    seed: int
-    device: str
-
-    def identity(self) -> dict[str, Any]:
-        """The configuration the key hashes: the suite name and display labels are left out
-        (renaming a suite must not redo runs), the device type is kept (results differ)."""
-        data = self.model_dump(mode="json", exclude={"suite"})
-        data["device"] = torch.device(self.device).type
-        data["key_version"] = KEY_VERSION
-        return data
-
-    @property
-    def key(self) -> str:
-        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-    @property
-    def title(self) -> str:
-        scheme = "" if self.scheme == "default" else f" [{self.scheme}]"
-        return f"{self.dataset_label} / {self.model}{scheme} / seed {self.seed}"
+    in_dim: int
+    out_dim: int
+    task: str
+    metric: str
+    n_train: int
 
 
 @dataclass
@@ -71,8 +34,14 @@ class Plan:
     suite: Suite
     path: str
     runs: list[RunSpec]
-    datasets: dict[str, Dataset]  # by display label, already loaded
+    shapes: dict[str, DataShape]  # by display label
     solved: dict[str, dict[str, Solved]] = field(default_factory=dict)  # label -> model -> Solved
+    data_dir: Path | None = None  # the resolved data root every run loads from
+
+    def dataset(self, label: str) -> Dataset:
+        """The loaded dataset behind ``label`` (through the per-process cache)."""
+        spec = next(s for s in self.runs if s.dataset_label == label)
+        return cached_dataset(spec.dataset, spec.split, self.data_dir, spec.dataset_options)
 
 
 def resolve_device(requested: str) -> str:
@@ -125,7 +94,7 @@ def resolve_models(suite: Suite, in_dim: int, out_dim: int, where: str) -> dict[
                     assert budget.params is not None
                     result = solve_width(adapter, template, hidden, in_dim, out_dim, budget.params,
                                          budget.tolerance, f"{what} with a budget of {budget.params:,}")
-            adapter.check_options(result.spec)
+            adapter.check_spec(result.spec)
         except BudgetError as exc:
             raise BudgetError(str(exc), exc.model or name) from None
         except AdapterError as exc:  # e.g. an option or a spline order the adapter rejects
@@ -140,18 +109,24 @@ def resolve_models(suite: Suite, in_dim: int, out_dim: int, where: str) -> dict[
 
 def build_plan(suite: Suite, path: str | Path, *, device: str | None = None,
                data_dir: str | Path | None = None) -> Plan:
-    """Load each dataset once, resolve budgets on it, and list every run in a stable order."""
+    """Resolve budgets on each dataset's widths and list every run in a stable order.
+
+    Each dataset is loaded once (through the per-process cache, which keeps only the latest)
+    to read its widths; no dataset's tensors stay alive for the whole suite."""
     dev = resolve_device(device or suite.device)
     root = resolve_data_dir(data_dir, suite.data_dir)
     runs: list[RunSpec] = []
-    datasets: dict[str, Dataset] = {}
+    shapes: dict[str, DataShape] = {}
     solved_all: dict[str, dict[str, Solved]] = {}
+    interventions = Interventions(probes=suite.probes)
     for entry in suite.datasets:
         split = entry.split or suite.split
-        data = load_dataset(entry.name, split, root, **entry.options)
-        datasets[entry.display] = data
+        data = cached_dataset(entry.name, split, root, entry.options)
+        shape = DataShape(data.in_dim, data.out_dim, data.task, data.metric, len(data.x_train))
+        shapes[entry.display] = shape
+        del data
         try:
-            solved = resolve_models(suite, data.in_dim, data.out_dim, f"dataset '{entry.display}'")
+            solved = resolve_models(suite, shape.in_dim, shape.out_dim, f"dataset '{entry.display}'")
         except BudgetError as exc:
             index = next(i for i, m in enumerate(suite.models) if m.name == exc.model)
             key = f"models[{index}]" + (".budget" if suite.models[index].budget else "")
@@ -171,5 +146,6 @@ def build_plan(suite: Suite, path: str | Path, *, device: str | None = None,
                         split=split, model=m.name, adapter=m.adapter,
                         family=adapters.get(m.adapter).family, arch=s.spec, params=s.params,
                         budget=budget, scheme=scheme, training=training, seed=seed, device=dev,
+                        interventions=interventions,
                     ))
-    return Plan(suite, str(path), runs, datasets, solved_all)
+    return Plan(suite, str(path), runs, shapes, solved_all, root)

@@ -1,8 +1,10 @@
-"""Execute a plan's runs into a store, skipping the ones already finished.
+"""Run specifications: one in any process (:func:`run_one`), a plan's into a store (:func:`execute`).
 
-The in-process executor runs one spec after another; each finished run is committed before the
-next starts, so an interrupted suite resumes where it stopped. Other executors (process pools,
-clusters) take the same plan and store and call :func:`run_one` per spec.
+A run needs only its specification and a data folder: :func:`run_one` loads the dataset through
+the per-process cache, builds the callbacks the specification asks for and returns a picklable
+result, so executors (this in-process one; process pools and clusters) map it over
+specifications. The driver alone writes the store: each finished run is committed before the
+next starts, so an interrupted suite resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -10,13 +12,19 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import adapters
+from bench.callbacks import Callback
+from bench.datasets import cached_dataset, dataset_entry
 from bench.envinfo import environment
-from bench.plan import Plan, RunSpec
-from bench.store import FINISHED, Store
-from bench.train import Callback, RunResult, fit
+from bench.records import FINISHED, RunResult, RunSpec, metric_for_task
+from bench.store import Store
+from bench.train import fit
+
+if TYPE_CHECKING:  # a worker needs no planner
+    from bench.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +49,19 @@ class Summary:
         return sum(self.statuses.values())
 
 
-def run_one(spec: RunSpec, plan: Plan, callbacks: list[Callback] | None = None) -> RunResult:
-    """Train one spec, or describe why its adapter cannot run."""
+def run_one(spec: RunSpec, data_dir: str | Path | None = None,
+            callbacks: list[Callback] | None = None) -> RunResult:
+    """Train one specification (loading its dataset from ``data_dir``, or the loaders' default
+    folders), or describe why its adapter cannot run. ``callbacks`` are added to the ones the
+    specification asks for (tests and interactive use: an executor passes none)."""
     adapter = adapters.get(spec.adapter)
     reason = adapter.unavailable_reason()
     if reason is not None:
-        data = plan.datasets[spec.dataset_label]
-        return RunResult(status="skipped", error=reason, metric=data.metric,
-                         data_info=dict(data.info))
-    return fit(spec, plan.datasets[spec.dataset_label], adapter, callbacks)
+        metric = metric_for_task(dataset_entry(spec.dataset).task)
+        return RunResult(status="skipped", error=reason, metric=metric)
+    root = Path(data_dir) if data_dir is not None else None
+    data = cached_dataset(spec.dataset, spec.split, root, spec.dataset_options)
+    return fit(spec, data, adapter, callbacks)
 
 
 def execute(plan: Plan, store: Store, *, retry_errors: bool = False,
@@ -76,7 +88,7 @@ def execute(plan: Plan, store: Store, *, retry_errors: bool = False,
         for spec in pending:
             if progress:
                 progress.run_started(spec)
-            result = run_one(spec, plan, callbacks)
+            result = run_one(spec, plan.data_dir, callbacks)
             previous = stored.get(spec.key)
             # A skip that repeats the stored skip changes nothing: leave the row as it is.
             if not (result.status == "skipped" and previous == ("skipped", result.error)):

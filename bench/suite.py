@@ -13,28 +13,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import adapters
-from bench.datasets import SplitSpec, dataset_names
+from bench.datasets import dataset_names
 from bench.errors import SuiteError
+from bench.records.spec import ProbeSpec, SplitSpec, TrainingSpec
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TrainingSpec(_Strict):
-    """One training scheme. Every model of a comparison is trained with the same scheme."""
-
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
-    epochs: int = Field(50, ge=1)
-    batch_size: int = Field(64, ge=1)
-    select: Literal["best_val", "last"] = Field(
-        "best_val", description="epoch whose test metric is reported: best on validation, or last"
-    )
-    patience: int | None = Field(None, ge=1, description="early stopping on validation (epochs)")
-    grad_clip: float | None = Field(None, gt=0, description="max gradient norm")
 
 
 class SchemeEntry(_Strict):
@@ -137,6 +122,8 @@ class Suite(_Strict):
     split: SplitSpec = SplitSpec()
     training: TrainingSpec = TrainingSpec()
     schemes: list[SchemeEntry] = Field(default_factory=list)
+    probes: ProbeSpec = Field(ProbeSpec(), description="how often internal statistics are "
+                              "recorded: {every: N} steps, or once per epoch (the default)")
     budget: BudgetSpec | None = Field(
         None, description="default budget for every model without its own (params targets only)"
     )
@@ -304,6 +291,14 @@ def _check_references(suite: Suite, path: str) -> None:
                                  f"{', '.join(n for n in names if n != m.name)}")
             if budget.match == m.name:
                 raise SuiteError(path, f"models[{i}].budget.match", "a model cannot match itself")
+    for i, m in enumerate(suite.models):
+        adapter = adapters.get(m.adapter)
+        unused = sorted((m.model_fields_set & set(adapters.ModelSpec.model_fields))
+                        - adapter.spec_fields)
+        if unused:
+            raise SuiteError(path, f"models[{i}].{unused[0]}",
+                             f"adapter '{m.adapter}' does not use '{unused[0]}' (it reads: "
+                             f"{', '.join(sorted(adapter.spec_fields))}); remove it")
     # cycles: follow match chains
     for i, m in enumerate(suite.models):
         seen = [m.name]

@@ -10,9 +10,10 @@ Honesty rules kept here:
   on its own as ``warmup_time_s``, so steady-state speeds compare and the cost stays visible;
 - a non-finite loss marks the run ``diverged`` at its global step; the curves up to there are kept.
 
-Extension points: callbacks see the model, optimizer and adapter at fixed points
-(``on_fit_start``, ``on_step_end``, ``on_epoch_end``) and may add values to the epoch record,
-which is where probes and coefficient shocks plug in.
+Extension points: callbacks (:mod:`bench.callbacks`, built from the run specification) see the
+model, optimizer and adapter at fixed points (``on_fit_start``, ``on_step_end``,
+``on_epoch_end``) and add values to the epoch record, per-run values and per-step series; their
+time is measured apart (``callback_time_s``) and never counted as training time.
 """
 
 from __future__ import annotations
@@ -21,20 +22,18 @@ import logging
 import math
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from adapters import Adapter
+from bench.callbacks import Callback, FitState, callbacks_for
 from bench.datasets import Dataset
-from bench.plan import RunSpec
-from bench.suite import TrainingSpec
+from bench.records import RunResult, RunSpec, TrainingSpec, higher_is_better, overfitting_gap
 
 log = logging.getLogger(__name__)
 
-Status = Literal["ok", "diverged", "error", "skipped"]
 EVAL_BATCH = 8192
 
 
@@ -42,77 +41,6 @@ class Diverged(Exception):
     def __init__(self, step: int, epoch: int, what: str):
         super().__init__(f"{what} became non-finite at step {step} (epoch {epoch})")
         self.step, self.epoch = step, epoch
-
-
-@dataclass
-class FitState:
-    """What callbacks see. ``record`` is the current epoch's curve row (callbacks may add)."""
-
-    spec: RunSpec
-    adapter: Adapter
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    data: Dataset
-    epoch: int = 0
-    step: int = 0
-    record: dict[str, Any] = field(default_factory=dict)
-
-
-class Callback(Protocol):
-    def on_fit_start(self, state: FitState) -> None: ...
-    def on_step_end(self, state: FitState, loss: torch.Tensor) -> None: ...
-    def on_epoch_end(self, state: FitState) -> None: ...
-
-
-class ProbeCallback:
-    """Adds the adapter's internal statistics (coefficient magnitudes...) to every epoch row."""
-
-    def on_fit_start(self, state: FitState) -> None:
-        pass
-
-    def on_step_end(self, state: FitState, loss: torch.Tensor) -> None:
-        pass
-
-    def on_epoch_end(self, state: FitState) -> None:
-        for name, value in state.adapter.probe(state.model).items():
-            state.record[f"probe_{name}"] = value
-
-
-@dataclass
-class RunResult:
-    status: Status
-    error: str | None = None
-    params: int | None = None
-    metric: str | None = None
-    train_metric: float | None = None
-    val_metric: float | None = None
-    test_metric: float | None = None
-    gap: float | None = None
-    test_metric_last: float | None = None
-    test_metric_best_test: float | None = None  # optimistic, labelled: chosen on test
-    best_epoch: int | None = None
-    epochs: int = 0
-    steps: int = 0
-    diverged_step: int | None = None
-    train_time_s: float | None = None
-    warmup_time_s: float | None = None  # one-off compilation before training (adapter.warm_up)
-    eval_time_s: float | None = None
-    wall_time_s: float | None = None
-    throughput: float | None = None  # training samples per second
-    peak_memory_bytes: int | None = None
-    curves: list[dict[str, Any]] = field(default_factory=list)
-    provenance: dict[str, str] = field(default_factory=dict)
-    data_info: dict[str, Any] = field(default_factory=dict)  # split and preprocessing choices
-    threads: int = 0
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric == "accuracy"
-
-
-def overfitting_gap(metric: str, train: float, test: float) -> float:
-    """Positive means overfitting: train minus test for accuracy, test minus train for RMSE."""
-    return train - test if higher_is_better(metric) else test - train
 
 
 def _sync(device: torch.device) -> None:
@@ -160,12 +88,13 @@ def evaluate(model: torch.nn.Module, data: Dataset, x: torch.Tensor, y: torch.Te
 
 def fit(spec: RunSpec, data: Dataset, adapter: Adapter,
         callbacks: list[Callback] | None = None) -> RunResult:
-    """Train one model; never raises for a diverging or failing model (see ``status``)."""
+    """Train one model with the callbacks its specification asks for, plus ``callbacks``;
+    never raises for a diverging or failing model (see ``status``)."""
     started = time.perf_counter()
     device = torch.device(spec.device)
-    result = RunResult(status="ok", metric=data.metric, provenance=adapter.provenance(),
+    result = RunResult(status="ok", metric=data.metric, provenance=adapter.provenance(),  # library
                        data_info=dict(data.info), threads=torch.get_num_threads())
-    callbacks = [ProbeCallback(), *(callbacks or [])]
+    callbacks = [*callbacks_for(spec), *(callbacks or [])]
     try:
         _fit(spec, data, adapter, device, callbacks, result)
     except Diverged as exc:
@@ -189,10 +118,13 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     result.params = adapter.count_params(model)
     model.train()
     optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], t)
-    state = FitState(spec, adapter, model, optimizer, data)
     splits = {name: (x.to(device), y.to(device)) for name, (x, y) in data.splits().items()}
     x_train, y_train = splits["train"]
     n = len(x_train)
+    steps_per_epoch = math.ceil(n / t.batch_size)
+    state = FitState(spec, adapter, model, optimizer, data, result,
+                     total_steps=t.epochs * steps_per_epoch)
+    callback_time = 0.0
     # Batch order depends only on the run's seed, through a private generator.
     order_rng = torch.Generator().manual_seed(spec.seed)
     _sync(device)
@@ -200,11 +132,13 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     if adapter.warm_up(model, x_train[: t.batch_size]):
         _sync(device)
         result.warmup_time_s = time.perf_counter() - tick
-    result.provenance = adapter.provenance()  # of this model: e.g. whether a kernel compiled
+    result.provenance = adapter.provenance(model)  # of this model: e.g. whether it compiled
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    tick = time.perf_counter()
     for cb in callbacks:
         cb.on_fit_start(state)
+    callback_time += time.perf_counter() - tick
 
     better = (lambda a, b: a > b) if higher_is_better(data.metric) else (lambda a, b: a < b)
     best_val: float | None = None
@@ -215,7 +149,8 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     for epoch in range(1, t.epochs + 1):
         state.epoch = epoch
         perm = torch.randperm(n, generator=order_rng).to(device)
-        step_losses = torch.empty(math.ceil(n / t.batch_size), device=device)
+        step_losses = torch.empty(steps_per_epoch, device=device)
+        step_callback_time = 0.0
         _sync(device)
         tick = time.perf_counter()
         for b, start in enumerate(range(0, n, t.batch_size)):
@@ -236,11 +171,18 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
             step_losses[b] = loss.detach()
             state.step += 1
             samples += len(idx)
-            for cb in callbacks:
-                cb.on_step_end(state, loss)
+            wanted = [cb for cb in callbacks if cb.wants_step(state.step)]
+            if wanted:
+                _sync(device)
+                hook_tick = time.perf_counter()
+                for cb in wanted:
+                    cb.on_step_end(state, loss)
+                _sync(device)
+                step_callback_time += time.perf_counter() - hook_tick
         _sync(device)
-        epoch_time = time.perf_counter() - tick
+        epoch_time = time.perf_counter() - tick - step_callback_time
         train_time += epoch_time
+        callback_time += step_callback_time
         # One host sync per epoch: find the first non-finite step after the fact.
         finite = torch.isfinite(step_losses)
         if not bool(finite.all()):
@@ -267,8 +209,11 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
             record[f"{name}_metric"] = metric_value
         eval_time += time.perf_counter() - tick
         state.record = record
+        tick = time.perf_counter()
         for cb in callbacks:
             cb.on_epoch_end(state)
+        callback_time += time.perf_counter() - tick
+        result.record("callback_time_s", callback_time)
         result.curves.append(record)
         result.epochs, result.steps = epoch, state.step
 

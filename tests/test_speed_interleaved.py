@@ -1,10 +1,11 @@
-"""bench.interleaved: speed ratios from rounds that time every implementation in turn."""
+"""bench.speed.interleaved: speed ratios from rounds that time every implementation in turn."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.interleaved import (
+from bench.speed.harness import FULL, Config
+from bench.speed.interleaved import (
     InterleavedError,
     measure,
     render_markdown,
@@ -12,7 +13,6 @@ from bench.interleaved import (
     speed_interleaved,
     summarise,
 )
-from bench.speed_harness import FULL, Config
 
 
 class _Clock:

@@ -1,10 +1,10 @@
-"""bench.memory: the peak-memory measurement of the speed benchmarks."""
+"""bench.speed.memory: the peak-memory measurement of the speed benchmarks."""
 
 from __future__ import annotations
 
 import torch
 
-from bench.memory import peak_bytes, peak_of
+from bench.speed.memory import peak_bytes, peak_of
 
 MB = 1 << 20
 

@@ -1,4 +1,4 @@
-"""bench.speed_report on a minimal pytest-benchmark-shaped JSON."""
+"""bench.speed.report on a minimal pytest-benchmark-shaped JSON."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench.speed_report import SpeedReportError, load_groups, speed_report
+from bench.speed.report import SpeedReportError, load_groups, speed_report
 
 
 def _bench(kind, config, impl, family, median, peak=None, minimum=None):

@@ -15,7 +15,7 @@ from bench import suite as suite_mod
 from bench.errors import StoreError
 from bench.plan import build_plan
 from bench.runner import execute
-from bench.store import Store
+from bench.store import SCHEMA_VERSION, Store
 
 SUITE = """
 name: resume
@@ -134,7 +134,8 @@ def test_store_of_an_older_schema_is_upgraded_in_place(write_suite, tmp_path):
     assert again.ran == 0 and again.reused == len(plan.runs)
     assert rows(store_path) == before
     db = sqlite3.connect(store_path)
-    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == \
+        (str(SCHEMA_VERSION),)
     db.close()
 
 

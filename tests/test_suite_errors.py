@@ -55,6 +55,16 @@ CASES = {
     "unknown_model_option": (
         VALID.replace("hidden: [4]}", "hidden: [4], options: {dropout: 0.5}}"),
         "models[0]", "does not understand option(s) ['dropout']"),
+    "field_the_adapter_does_not_use": (
+        VALID.replace("{match: kan}}", "{match: kan}, grid: 10}"),
+        "models[1].grid", "adapter 'mlp' does not use 'grid' (it reads: activation, hidden"),
+    "activation_native_cannot_honour": (
+        VALID.replace("hidden: [4]}", "hidden: [4], activation: swish}"),
+        "models[0]", "unknown activation 'swish'; expected one of"),
+    "order_inkan_cannot_honour": (
+        VALID.replace("adapter: native, hidden: [4]}", "adapter: inkan, hidden: [4], k: 2}"),
+        "models[0]", "inkan supports cubic splines only (k=3)"),
+    "probe_cadence": (VALID + "probes: {every: 0}\n", "probes.every", "greater than or equal to 1"),
     "unreachable_budget": (
         VALID.replace("{match: kan}", "{params: 3}"), "models[1].budget", "tolerance"),
 }

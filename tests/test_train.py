@@ -10,6 +10,7 @@ import torch
 import adapters
 from bench import suite as suite_mod
 from bench.plan import build_plan
+from bench.callbacks import Callback
 from bench.train import fit, overfitting_gap
 
 
@@ -26,7 +27,7 @@ def test_best_epoch_is_chosen_on_validation(write_suite):
         models: [{name: mlp, adapter: mlp, hidden: [8]}]
     """)
     spec = plan.runs[0]
-    r = fit(spec, plan.datasets["wine"], adapters.get("mlp"))
+    r = fit(spec, plan.dataset("wine"), adapters.get("mlp"))
     assert r.status == "ok", r.error
     vals = [c["val_metric"] for c in r.curves]
     first_best = vals.index(max(vals)) + 1
@@ -50,7 +51,7 @@ def test_rmse_in_original_units_and_gap_sign(write_suite):
         datasets: [diabetes]
         models: [{name: mlp, adapter: mlp, hidden: [4]}]
     """)
-    data = plan.datasets["diabetes"]
+    data = plan.dataset("diabetes")
     r = fit(plan.runs[0], data, adapters.get("mlp"))
     assert r.status == "ok" and r.best_epoch == 3
     # RMSE is in the target's units (disease progression, std ~ 77), not standardised units.
@@ -75,7 +76,7 @@ def test_early_stopping_uses_patience(write_suite):
         datasets: [iris]
         models: [{name: mlp, adapter: mlp, hidden: [8]}]
     """)
-    r = fit(plan.runs[0], plan.datasets["iris"], adapters.get("mlp"))
+    r = fit(plan.runs[0], plan.dataset("iris"), adapters.get("mlp"))
     assert r.status == "ok"
     assert r.epochs < 200
     assert r.epochs == r.best_epoch + 3
@@ -90,7 +91,7 @@ def test_nan_divergence_is_recorded_with_its_step(write_suite, model):
         datasets: [diabetes]
         models: [{{name: m, adapter: {model}, hidden: [16]}}]
     """)
-    r = fit(plan.runs[0], plan.datasets["diabetes"], adapters.get(model))
+    r = fit(plan.runs[0], plan.dataset("diabetes"), adapters.get(model))
     assert r.status == "diverged", r.error
     assert r.diverged_step is not None and 1 <= r.diverged_step <= r.steps
     assert "non-finite" in r.error
@@ -105,7 +106,7 @@ def test_callbacks_see_every_step_and_epoch(write_suite):
         models: [{name: mlp, adapter: mlp, hidden: [4]}]
     """)
 
-    class Counter:
+    class Counter(Callback):
         def __init__(self):
             self.steps, self.epochs, self.started = 0, 0, False
 
@@ -120,7 +121,7 @@ def test_callbacks_see_every_step_and_epoch(write_suite):
             state.record["custom"] = state.step
 
     c = Counter()
-    r = fit(plan.runs[0], plan.datasets["iris"], adapters.get("mlp"), callbacks=[c])
+    r = fit(plan.runs[0], plan.dataset("iris"), adapters.get("mlp"), callbacks=[c])
     assert c.started and c.epochs == 2 and c.steps == r.steps == 2 * math.ceil(96 / 50)
     assert r.curves[-1]["custom"] == r.steps
 
@@ -145,13 +146,13 @@ def test_compiled_native_is_warmed_up_outside_the_training_clock(write_suite, co
         models: [{name: kan, adapter: native, hidden: [4], options: {contraction: fused}}]
     """
     plan = plan_for(write_suite, text)  # "fused": compiled although these layers are narrow
-    compiled = fit(plan.runs[0], plan.datasets["wine"], adapters.get("native"))
+    compiled = fit(plan.runs[0], plan.dataset("wine"), adapters.get("native"))
     if compiled.provenance.get("compiled_kernel") != "true":
         pytest.skip("torch.compile does not work here")
     assert compiled.status == "ok", compiled.error
     assert compiled.warmup_time_s is not None and compiled.warmup_time_s > 0
     monkeypatch.setenv("KANBENCH_NATIVE_COMPILE", "0")
-    eager = fit(plan.runs[0], plan.datasets["wine"], adapters.get("native"))
+    eager = fit(plan.runs[0], plan.dataset("wine"), adapters.get("native"))
     assert eager.warmup_time_s is None and eager.provenance["compiled_kernel"] == "false"
     for a, b in zip(compiled.curves, eager.curves):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)

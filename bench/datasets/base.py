@@ -18,22 +18,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from bench.records.metrics import metric_for_task
+from bench.records.spec import SplitSpec
+
 Task = Literal["classification", "regression"]
-
-
-class SplitSpec(BaseModel):
-    """How a dataset is divided. ``test_size`` is ignored where an official test split exists."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    test_size: float = Field(0.2, gt=0, lt=1)
-    val_size: float = Field(0.2, gt=0, lt=1, description="fraction of the training part")
-    seed: int = 0
-    scale: Literal["standard", "none"] = "standard"
 
 
 @dataclass
@@ -71,7 +62,7 @@ class Dataset:
     @property
     def metric(self) -> str:
         """Name of the headline metric: accuracy (higher is better) or rmse (lower)."""
-        return "accuracy" if self.task == "classification" else "rmse"
+        return metric_for_task(self.task)
 
     def splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,3 +59,25 @@ def load_dataset(name: str, split: SplitSpec | None = None, data_dir: Path | Non
         accepted = ", ".join(sorted(entry.options)) or "none"
         raise DatasetError(f"dataset '{name}' does not accept option(s) {unknown}; accepted: {accepted}")
     return entry.loader(split=split or SplitSpec(), data_dir=data_dir, **options)
+
+
+# One dataset per process stays loaded: runs come ordered by dataset, so a worker loads each
+# dataset once for all of its runs, and a planner walking every dataset keeps one alive at a time.
+_cache: dict[str, Dataset] = {}
+
+
+def cached_dataset(name: str, split: SplitSpec | None = None, data_dir: Path | None = None,
+                   options: dict[str, Any] | None = None) -> Dataset:
+    """:func:`load_dataset` through this process's cache of the most recently used dataset."""
+    split = split or SplitSpec()
+    options = dict(options or {})
+    key = json.dumps([name, split.model_dump(mode="json"), str(data_dir) if data_dir else None,
+                      options], sort_keys=True, default=str)
+    if key not in _cache:
+        _cache.clear()  # release the previous dataset's tensors before loading the next
+        _cache[key] = load_dataset(name, split, data_dir, **options)
+    return _cache[key]
+
+
+def clear_cache() -> None:
+    _cache.clear()

@@ -17,9 +17,9 @@ import pandas as pd
 
 from bench.errors import StoreError
 from bench.report.plots import learning_curves
-from bench.report.tables import summarise
+from bench.report.tables import numeric_values, summarise
 from bench.store import Store
-from bench.train import higher_is_better
+from bench.records.metrics import higher_is_better
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -87,7 +87,8 @@ def build_context(store: Store, out_dir: Path, suite_name: str) -> dict[str, Any
     runs = store.runs()
     if runs.empty:
         raise StoreError(f"{store.path} holds no runs yet")
-    table = summarise(runs)
+    value_names = numeric_values(runs, store.value_names())
+    table = summarise(runs, value_names)
     curves = store.curves()
     first = runs.iloc[0]
     env = json.loads(first.env_json or "{}")
@@ -103,7 +104,9 @@ def build_context(store: Store, out_dir: Path, suite_name: str) -> dict[str, Any
         if not curves.empty:
             plot = learning_curves(curves, dataset, metric, asset_dir / f"{_slug(dataset)}.png")
         rows = []
+        value_rows = []
         schemes = g.scheme.unique()
+        shown_values = [n for n in value_names if g[f"{n}_n"].sum() > 0]
         for _, r in g.iterrows():
             best = g[(g.scheme == r.scheme) & (g.ok > 0)].head(1)
             notes = []
@@ -128,10 +131,15 @@ def build_context(store: Store, out_dir: Path, suite_name: str) -> dict[str, Any
                 "runs": f"{r.ok}/{r.seeds}", "notes": "; ".join(notes),
                 "is_best": not best.empty and best.iloc[0].model == r.model,
             })
+            if shown_values:
+                value_rows.append({"model": r.model, "scheme": r.scheme, "cells": [
+                    _pm(r[f"{n}_mean"], r[f"{n}_std"], 4) if r[f"{n}_n"] else "-"
+                    for n in shown_values]})
         datasets.append({
             "name": dataset, "metric": metric,
             "direction": "higher is better" if higher_is_better(metric) else "lower is better",
             "info": data_info, "rows": rows, "plot_path": plot, "show_scheme": len(schemes) > 1,
+            "value_names": shown_values, "value_rows": value_rows,
         })
 
     status_counts = runs.status.value_counts().to_dict()
@@ -179,7 +187,7 @@ def write_report(store_path: str | Path, out_dir: str | Path = "reports",
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("bench.report", "templates"),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-        autoescape=jinja2.select_autoescape(["html"]),
+        autoescape=jinja2.select_autoescape(["html", "html.j2"]),
     )
     md_path, html_path = out / f"{name}.md", out / f"{name}.html"
     for d in ctx["datasets"]:

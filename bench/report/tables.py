@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from bench.train import higher_is_better
+from bench.records.metrics import higher_is_better
 
 
 def _mean_std(values: pd.Series) -> tuple[float, float]:
@@ -16,9 +16,22 @@ def _mean_std(values: pd.Series) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+#: the headline columns aggregated over seeds (mean and std)
+AGGREGATED = ("test_metric", "train_metric", "val_metric", "gap", "train_time_s", "warmup_time_s",
+              "throughput", "best_epoch", "test_metric_best_test", "test_metric_last")
+
+
+def numeric_values(runs: pd.DataFrame, names: list[str]) -> list[str]:
+    """The named per-run values among ``names`` that hold numbers (text values are not
+    averaged)."""
+    return [n for n in names if n in runs and pd.to_numeric(runs[n], errors="coerce").notna().any()]
+
+
+def summarise(runs: pd.DataFrame, value_names: list[str] = ()) -> pd.DataFrame:
     """Aggregate runs over seeds. Metrics average only the runs that finished ``ok``; the
-    counts of diverged, failed and skipped runs are columns of their own."""
+    counts of diverged, failed and skipped runs are columns of their own. Each numeric named
+    per-run value in ``value_names`` gets ``<name>_mean``, ``<name>_std`` and ``<name>_n``."""
+    extra = numeric_values(runs, list(value_names))
     rows = []
     keys = ["dataset", "scheme", "model"]
     for (dataset, scheme, model), g in runs.groupby(keys, sort=False):
@@ -43,9 +56,12 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             "skip_reason": g.error[g.status == "skipped"].iloc[0]
             if (g.status == "skipped").any() else None,
         }
-        for col in ("test_metric", "train_metric", "val_metric", "gap", "train_time_s",
-                    "warmup_time_s", "throughput", "best_epoch", "test_metric_best_test", "test_metric_last"):
+        for col in AGGREGATED:
             row[f"{col}_mean"], row[f"{col}_std"] = _mean_std(ok[col])
+        for name in extra:
+            values = pd.to_numeric(ok[name], errors="coerce")
+            row[f"{name}_mean"], row[f"{name}_std"] = _mean_std(values)
+            row[f"{name}_n"] = int(values.notna().sum())
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:

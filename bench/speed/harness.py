@@ -1,5 +1,10 @@
 """Configurations, parameter-matched MLPs, model builders and the peak-memory probe shared by
-the speed benchmarks (tests/benchmarks) and the interleaved ratios (bench/interleaved.py)."""
+the speed benchmarks (tests/benchmarks) and the interleaved ratios (bench/speed/interleaved.py).
+
+The MLP beside each KAN configuration is matched with the suites' own budget rule
+(:func:`bench.budget.solve_width`, as for ``budget: {match: <kan>, tolerance: 0.02}``): the
+same depth, one shared hidden width solved so its parameter count is the closest to the
+reference KAN's, rejected when that is further than 2% away."""
 
 from __future__ import annotations
 
@@ -10,8 +15,9 @@ import torch
 import torch.nn.functional as F
 
 import adapters
-from adapters.base import Adapter, AdapterError, ModelSpec
-from bench.memory import peak_bytes
+from adapters import Adapter, AdapterError, ModelSpec
+from bench.budget import solve_width
+from bench.speed.memory import peak_bytes
 
 
 @dataclass(frozen=True)
@@ -68,35 +74,19 @@ def kan_params(cfg: Config) -> int:
     return adapters.get(REFERENCE_KAN).param_count(cfg.spec, cfg.widths[0], cfg.widths[-1])
 
 
+# the matched MLP's budget, as a suite's ``budget: {match: <kan>, tolerance: 0.02}``
+MLP_TOLERANCE = 0.02
+
+
 def matched_mlp_spec(cfg: Config) -> ModelSpec:
-    """An MLP with the KAN's depth whose hidden widths are scaled by one factor so its parameter
-    count is within 2% of the KAN's (bisection on the factor)."""
-    mlp = adapters.get("mlp")
-    target = kan_params(cfg)
-    hidden = cfg.widths[1:-1]
-    if not hidden:
-        raise ValueError(f"{cfg.id}: an MLP without hidden layers has a fixed parameter count")
-
-    def spec(scale: float) -> ModelSpec:
-        return ModelSpec(hidden=tuple(max(1, round(h * scale)) for h in hidden))
-
-    lo, hi = 1e-3, 1.0
-    while mlp.param_count(spec(hi), cfg.widths[0], cfg.widths[-1]) < target:
-        hi *= 2
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if mlp.param_count(spec(mid), cfg.widths[0], cfg.widths[-1]) < target:
-            lo = mid
-        else:
-            hi = mid
-    best = min(
-        (spec(lo), spec(hi)),
-        key=lambda s: abs(mlp.param_count(s, cfg.widths[0], cfg.widths[-1]) - target),
-    )
-    got = mlp.param_count(best, cfg.widths[0], cfg.widths[-1])
-    if abs(got - target) > 0.02 * target:
-        raise ValueError(f"{cfg.id}: no MLP within 2% of {target} parameters (best {got})")
-    return best
+    """The MLP of the configuration's depth whose hidden layers share one width, solved by the
+    suites' budget solver so its parameter count is the closest to the reference KAN's
+    (:data:`REFERENCE_KAN`); raises :class:`bench.errors.BudgetError` when that count is more
+    than :data:`MLP_TOLERANCE` away."""
+    hidden: list[int | None] = [None] * (len(cfg.widths) - 2)
+    what = f"speed benchmark {cfg.id}, MLP matched to '{REFERENCE_KAN}'"
+    return solve_width(adapters.get("mlp"), ModelSpec(), hidden, cfg.widths[0], cfg.widths[-1],
+                       kan_params(cfg), MLP_TOLERANCE, what).spec
 
 
 @dataclass
@@ -123,6 +113,12 @@ class Bench:
         self.opt.zero_grad(set_to_none=True)
         self.loss().backward()
         self.opt.step()
+
+    def provenance(self) -> dict[str, str]:
+        """The adapter's provenance of this model (read it after the warm-up rounds: e.g.
+        whether its kernel compiled)."""
+        built = self.model.inner if isinstance(self.model, _TwoLogits) else self.model
+        return {f"provenance_{k}": v for k, v in self.adapter.provenance(built).items()}
 
 
 def implementations() -> list[str]:
@@ -160,7 +156,6 @@ def make_bench(impl: str, cfg: Config, device: str = "cpu", seed: int = 0) -> Be
         "params": adapter.count_params(model),
         "kan_params": kan_params(cfg),
         "arch": spec.describe(adapter.family),
-        **{f"provenance_{k}": v for k, v in adapter.provenance().items()},
     }
     return Bench(impl, adapter, cfg, model, x, y, opt, info)
 
@@ -178,8 +173,8 @@ class _TwoLogits(torch.nn.Module):
 
 
 def peak_step_bytes(bench: Bench) -> int:
-    """Transient peak of tensor memory during one train step (method: bench/memory.py; CUDA
-    ``torch.cuda.max_memory_allocated``, CPU the allocations ``torch.profiler`` records). Run
-    after a warm-up step so that optimiser state already exists."""
+    """Transient peak of tensor memory during one train step (method: bench/speed/memory.py;
+    CUDA ``torch.cuda.max_memory_allocated``, CPU the allocations ``torch.profiler`` records).
+    Run after a warm-up step so that optimiser state already exists."""
     bench.step()
     return peak_bytes(bench.step, bench.x.device)

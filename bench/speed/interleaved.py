@@ -11,7 +11,7 @@ runs read native's [784, 64, 10] train step at G = 10, 20 and 50 at 1.59x, 1.58x
 MLP, while the other two and an interleaved run of the same code read 1.31-1.43x.
 
 Run: ``python -m bench speed-interleaved [--config 784,64,10:G50] [--impl native --impl mlp]``.
-The models, inputs and matched MLPs are the benchmarks' own (bench/speed_harness.py).
+The models, inputs and matched MLPs are the benchmarks' own (bench/speed/harness.py).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Callable
 import torch
 
 import adapters
-from adapters.base import AdapterError
+from adapters import AdapterError
 from bench.errors import KanbenchError
-from bench.speed_harness import FULL, Bench, Config, implementations, make_bench, skip_reason
-from bench.speed_report import BASELINE, NATIVE, _x
+from bench.speed.harness import FULL, Bench, Config, implementations, make_bench, skip_reason
+from bench.speed.report import BASELINE, NATIVE, _x
 
 KINDS = ("train_step", "forward", "backward")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.speed_harness import configs, implementations, make_bench, peak_step_bytes, rounds, skip_reason
+from bench.speed.harness import configs, implementations, make_bench, peak_step_bytes, rounds, skip_reason
 
 CONFIGS = configs()
 IMPLS = implementations()
@@ -28,6 +28,7 @@ def _run(benchmark, bench, kind, target, setup=None):
         for _ in range(warm):
             target(*setup()[0])
         benchmark.pedantic(target, setup=setup, rounds=timed, iterations=1)
+    benchmark.extra_info.update(bench.provenance())
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[c.id for c in CONFIGS])

@@ -1,0 +1,66 @@
+"""bench.speed.harness: the speed benchmarks' MLPs are matched by the suites' budget solver."""
+
+from __future__ import annotations
+
+import pytest
+
+import adapters
+from adapters import ModelSpec
+from bench.budget import solve_width
+from bench.errors import BudgetError
+from bench.plan import resolve_models
+from bench.speed.harness import (
+    FULL,
+    MLP_TOLERANCE,
+    QUICK,
+    REFERENCE_KAN,
+    Config,
+    kan_params,
+    matched_mlp_spec,
+)
+from bench.suite import Suite
+
+
+@pytest.mark.parametrize("cfg", FULL, ids=[c.id for c in FULL])
+def test_matched_mlp_is_the_budget_solvers(cfg):
+    in_dim, out_dim = cfg.widths[0], cfg.widths[-1]
+    mlp = adapters.get("mlp")
+    target = kan_params(cfg)
+    assert target == adapters.get(REFERENCE_KAN).param_count(cfg.spec, in_dim, out_dim)
+    # what a suite's `budget: {match: <kan>, tolerance: 0.02}` gives an MLP with null widths
+    expected = solve_width(mlp, ModelSpec(), [None] * (len(cfg.widths) - 2), in_dim, out_dim,
+                           target, 0.02, cfg.id)
+    got = matched_mlp_spec(cfg)
+    assert got == expected.spec
+    assert len(got.hidden) == len(cfg.widths) - 2
+    params = mlp.param_count(got, in_dim, out_dim)
+    assert params == expected.params
+    assert MLP_TOLERANCE == 0.02
+    assert abs(params - target) <= 0.02 * target
+
+
+@pytest.mark.parametrize("cfg", FULL, ids=[c.id for c in FULL])
+def test_matched_mlp_equals_a_suites_matched_mlp(cfg):
+    """The same configuration written as a suite (the KAN with fixed widths, the MLP matched to
+    it) resolves to the same MLP."""
+    suite = Suite.model_validate({
+        "datasets": ["iris"],
+        "models": [
+            {"name": "kan", "adapter": REFERENCE_KAN, "hidden": list(cfg.widths[1:-1]),
+             "grid": cfg.grid, "k": cfg.k},
+            {"name": "mlp", "adapter": "mlp", "hidden": [None] * (len(cfg.widths) - 2),
+             "budget": {"match": "kan", "tolerance": 0.02}},
+        ],
+    })
+    solved = resolve_models(suite, cfg.widths[0], cfg.widths[-1], cfg.id)
+    assert solved["kan"].params == kan_params(cfg)
+    assert solved["mlp"].spec.hidden == matched_mlp_spec(cfg).hidden
+
+
+def test_quick_configs_are_full_configs():
+    assert set(QUICK) <= set(FULL)
+
+
+def test_a_config_without_hidden_layers_has_no_matched_mlp():
+    with pytest.raises(BudgetError, match=r"\[4,2\] b8 G5.*no null hidden width"):
+        matched_mlp_spec(Config((4, 2), 8))
