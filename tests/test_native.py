@@ -93,6 +93,12 @@ def test_layer_matches_efficient_kan(k, grid):
     torch.testing.assert_close(ours.grid, ref.grid, atol=1e-6, rtol=0)
     # inside, outside (the knot span ends at +-(1 + 2k/G)) and on the knots
     x = torch.cat([torch.randn(64, in_f) * 2.0, ref.grid.T[:, :in_f].clone()])
+    # a linear spline's derivative jumps at the knots, where the side is a rounding decision
+    _assert_same_layer(ours, ref, x, input_grad_rows=slice(0, 64) if k == 1 else slice(None))
+
+
+def _assert_same_layer(ours, ref, x, input_grad_rows=slice(None)):
+    """Same outputs, input gradients (on ``input_grad_rows``) and parameter gradients."""
     x_ref = x.clone().requires_grad_(True)
     x_our = x.clone().requires_grad_(True)
     y_ref, y_our = ref(x_ref), ours(x_our)
@@ -100,8 +106,7 @@ def test_layer_matches_efficient_kan(k, grid):
     g = torch.randn_like(y_ref)
     y_ref.backward(g)
     y_our.backward(g)
-    # a linear spline's derivative jumps at the knots, where the side is a rounding decision
-    rows = slice(0, 64) if k == 1 else slice(None)
+    rows = input_grad_rows
     torch.testing.assert_close(x_our.grad[rows], x_ref.grad[rows], atol=1e-5, rtol=1e-5)
     for name in ("base_weight", "spline_weight", "spline_scaler"):
         torch.testing.assert_close(
@@ -135,16 +140,7 @@ def test_layer_matches_efficient_kan_for_every_activation(activation, mode):
         ours.spline_scaler.copy_(ref.spline_scaler)
     # inside and outside the knot span, on the knots (G = 4: 0 is one, the kink of relu)
     x = torch.cat([torch.randn(40, in_f) * 2.0, ref.grid.T[:, :in_f].clone(), torch.zeros(1, in_f)])
-    x_ref = x.clone().requires_grad_(True)
-    x_our = x.clone().requires_grad_(True)
-    y_ref, y_our = ref(x_ref), ours(x_our)
-    torch.testing.assert_close(y_our, y_ref, atol=1e-5, rtol=1e-5)
-    g = torch.randn_like(y_ref)
-    y_ref.backward(g)
-    y_our.backward(g)
-    torch.testing.assert_close(x_our.grad, x_ref.grad, atol=1e-5, rtol=1e-5)
-    for name in ("base_weight", "spline_weight", "spline_scaler"):
-        torch.testing.assert_close(getattr(ours, name).grad, getattr(ref, name).grad, atol=1e-5, rtol=1e-5)
+    _assert_same_layer(ours, ref, x)
 
 
 def _activation_kernel_call(layer, mode, compiled):
