@@ -3,10 +3,15 @@
 Counts come from each adapter's analytic ``param_count`` (tests check it equals the count of
 the built model), so solving never builds a model. Every count is monotone in the width, so the
 closest width is found by doubling then bisection.
+
+Before any training, each resolved model's training memory is estimated from its count
+(:func:`training_memory`) and a model that cannot fit in the machine's available memory is
+refused (:func:`check_memory`).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from adapters import Adapter, ModelSpec
@@ -81,3 +86,50 @@ def solve_width(
             f"(depth, grid, k) or raise 'tolerance'"
         )
     return solved
+
+
+#: Bytes per parameter while training: float32 weights, their gradients and Adam's two moments
+#: (4 bytes x 4). A lower bound: activations, data and the framework come on top.
+TRAINING_BYTES_PER_PARAM = 4 * 4
+
+
+class ModelTooLarge(BudgetError):
+    """A model whose parameters alone cannot fit in the available memory while training."""
+
+
+def training_memory(params: int) -> int:
+    """Estimated bytes to train a model of ``params`` parameters (see TRAINING_BYTES_PER_PARAM)."""
+    return params * TRAINING_BYTES_PER_PARAM
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new process: Linux's MemAvailable (which counts
+    reclaimable caches), else the free physical pages; None when the system does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not every system names these
+        return None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def check_memory(params: int, what: str, model: str) -> None:
+    """Raise :class:`ModelTooLarge` naming ``what`` when training ``params`` parameters cannot
+    fit in the available memory (no check when the available memory is unknown)."""
+    available = available_memory()
+    need = training_memory(params)
+    if available is not None and need > available:
+        raise ModelTooLarge(
+            f"{what}: {params:,} parameters need about {_gib(need)} to train (float32 weights, "
+            f"gradients and Adam's two moments: parameters x 4 bytes x 4), more than the "
+            f"{_gib(available)} of memory available; use smaller hidden widths, grid or budget",
+            model)

@@ -60,6 +60,16 @@ class TqdmProgress:
         if self.bar is not None:
             self.bar.update(1)
 
+    def run_done_elsewhere(self, spec) -> None:
+        if not self.quiet:
+            tqdm.write(f"[   other] {spec.title}: finished by another process on this store")
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def waiting(self, runs: int, holders: list[str]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"waiting for {runs} runs held by {', '.join(holders)}")
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -67,22 +77,49 @@ class TqdmProgress:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from bench import suite as suite_mod
+    from bench.errors import SuiteError
+    from bench.names import file_stem, plain_name
     from bench.plan import build_plan
     from bench.report import write_report
-    from bench.runner import execute
+    from bench.report.files import check_writable_folder
+    import torch
+
+    from bench.runner import execute, oversubscription
     from bench.store import Store, default_store_path
 
     suite = suite_mod.load(args.suite)
+    name = suite.name or Path(args.suite).stem  # as the planner names the runs' suite
+    # Everything that could stop the reports is checked before any data is loaded or trained:
+    # the names that become file names, and the reports folder.
+    try:
+        plain_name(name, "suite name")
+    except KanbenchError as exc:
+        raise SuiteError(args.suite, "name", str(exc)) from None
+    for i, entry in enumerate(suite.datasets):
+        try:
+            file_stem(entry.display, "dataset label", unique=True)  # names its plot
+        except KanbenchError as exc:
+            raise SuiteError(args.suite, f"datasets[{i}].label", str(exc)) from None
+    if not args.no_report:
+        check_writable_folder(args.out_dir, "reports folder")
     plan = build_plan(suite, args.suite, device=args.device, data_dir=args.data_dir)
-    store_path = Path(args.store) if args.store else default_store_path(suite.name)
+    store_path = Path(args.store) if args.store else default_store_path(name)
     with Store(store_path) as store:
+        busy = oversubscription(torch.get_num_threads())
+        if busy:
+            print(f"warning: {busy}", file=sys.stderr)
         summary = execute(plan, store, retry_errors=args.retry_errors,
                           progress=TqdmProgress(quiet=args.quiet))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing new"
-    print(f"{summary.total} runs: {summary.reused} already finished, ran {summary.ran} ({counts}); "
-          f"store {store_path}")
+    others = f", {summary.elsewhere} by another process" if summary.elsewhere else ""
+    redone = (f"; {summary.data_changed} stored on other data were run again"
+              if summary.data_changed else "")
+    print(f"{summary.total} runs: {summary.reused} already finished, ran {summary.ran} ({counts})"
+          f"{others}{redone}; store {store_path}")
     if not args.no_report:
-        md, html = write_report(store_path, args.out_dir, suite.name)
+        md, html = write_report(store_path, args.out_dir, name,
+                                run_keys=[spec.key for spec in plan.runs],
+                                description=suite.description)
         print(f"reports: {md} {html}")
     return 1 if summary.statuses.get("error") else 0
 
@@ -118,7 +155,25 @@ def _cmd_budget(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from bench.report import write_report
 
-    md, html = write_report(args.store, args.out_dir, args.suite_name)
+    name, run_keys, description = args.suite_name, None, None
+    if args.suite:  # the runs of the suite's current plan, as `run` would plan it here
+        import torch
+
+        from bench import suite as suite_mod
+        from bench.plan import build_plan
+
+        suite = suite_mod.load(args.suite)
+        device = args.device or suite.device
+        # Keys hold only the device type: runs made on a GPU are reported without one.
+        elsewhere = device.startswith("cuda") and not torch.cuda.is_available()
+        plan = build_plan(suite, args.suite, device="cpu" if elsewhere else device,
+                          data_dir=args.data_dir)
+        specs = [s.model_copy(update={"device": device}) if elsewhere else s for s in plan.runs]
+        run_keys = [spec.key for spec in specs]
+        description = suite.description
+        name = name or suite.name or Path(args.suite).stem
+    md, html = write_report(args.store, args.out_dir, name, run_keys=run_keys,
+                            description=description)
     print(f"reports: {md} {html}")
     return 0
 
@@ -132,7 +187,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         _require_pyarrow()
         if not args.output:
             raise KanbenchError("--format parquet writes a binary file: give -o FILE")
-    with Store(args.store, create=False) as store:
+    with Store(args.store, readonly=True) as store:
         df = store.series(wide=args.wide) if args.series else store.export()
     if args.format == "parquet":
         df.to_parquet(args.output, index=False)
@@ -232,7 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write Markdown and HTML reports from a store")
     rep.add_argument("store")
     rep.add_argument("--out-dir", default="reports")
-    rep.add_argument("--suite-name", help="report name (default: the suite stored in the runs)")
+    rep.add_argument("--suite", help="suite YAML file: report only the runs of its current "
+                                     "plan (default: every run in the store, said so)")
+    rep.add_argument("--suite-name", help="report name (default: the suite's, else the one "
+                                          "stored in the runs)")
+    data_opts(rep)
     rep.set_defaults(func=_cmd_report)
 
     e = sub.add_parser("export", help="one tidy row per run (every stored per-run value a "

@@ -6,14 +6,17 @@ hash of its fully resolved configuration, so a store can tell which runs are alr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import torch
 
 import adapters
 from adapters import AdapterError, ModelSpec
-from bench.budget import Solved, solve_width
-from bench.datasets import Dataset, cached_dataset
+from bench.budget import ModelTooLarge, Solved, check_memory, solve_width
+from bench.data_identity import content_hash
+from bench.datasets import Dataset, DatasetOptionError, cached_dataset
 from bench.errors import BudgetError, KanbenchError, SuiteError
 from bench.records.spec import Interventions, RunSpec
 from bench.suite import ModelEntry, Suite
@@ -27,6 +30,7 @@ class DataShape:
     task: str
     metric: str
     n_train: int
+    data_hash: str  # content hash of the loaded splits (bench.data_identity)
 
 
 @dataclass
@@ -45,11 +49,25 @@ class Plan:
 
 
 def resolve_device(requested: str) -> str:
+    """The device every run uses; an unknown or absent device is a KanbenchError (a suite's
+    ``device`` becomes a SuiteError in :func:`build_plan`)."""
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise KanbenchError(f"device '{requested}' requested but CUDA is not available here; "
-                            f"use --device cpu (or device: auto in the suite)")
+    instead = "use cpu or auto (--device, or the suite's device key)"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", requested):
+        raise KanbenchError(f"unknown device '{requested}'; expected auto, cpu, cuda, cuda:N "
+                            f"or mps")
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise KanbenchError(f"device '{requested}' requested but CUDA is not available "
+                                f"here; {instead}")
+        index, count = int(requested.partition(":")[2] or 0), torch.cuda.device_count()
+        if index >= count:
+            raise KanbenchError(f"device '{requested}' requested but this machine has {count} "
+                                f"CUDA device(s), cuda:0 to cuda:{count - 1}")
+    if requested == "mps" and not torch.backends.mps.is_available():
+        raise KanbenchError(f"device 'mps' requested but MPS is not available here (it needs "
+                            f"an Apple silicon GPU); {instead}")
     return requested
 
 
@@ -95,10 +113,14 @@ def resolve_models(suite: Suite, in_dim: int, out_dim: int, where: str) -> dict[
                     result = solve_width(adapter, template, hidden, in_dim, out_dim, budget.params,
                                          budget.tolerance, f"{what} with a budget of {budget.params:,}")
             adapter.check_spec(result.spec)
+        except ModelTooLarge:  # a matched model's: already names it
+            raise
         except BudgetError as exc:
             raise BudgetError(str(exc), exc.model or name) from None
         except AdapterError as exc:  # e.g. an option or a spline order the adapter rejects
             raise BudgetError(f"{where}, model '{m.name}': {exc}", name) from None
+        # before models matched to it are solved: their own failure would hide the cause
+        check_memory(result.params, what, name)
         solved[name] = result
         return result
 
@@ -113,23 +135,33 @@ def build_plan(suite: Suite, path: str | Path, *, device: str | None = None,
 
     Each dataset is loaded once (through the per-process cache, which keeps only the latest)
     to read its widths; no dataset's tensors stay alive for the whole suite."""
-    dev = resolve_device(device or suite.device)
+    try:
+        dev = resolve_device(device or suite.device)
+    except KanbenchError as exc:
+        if device is not None:  # from the command line: no suite key to name
+            raise
+        raise SuiteError(str(path), "device", str(exc)) from None
     root = resolve_data_dir(data_dir, suite.data_dir)
     runs: list[RunSpec] = []
     shapes: dict[str, DataShape] = {}
     solved_all: dict[str, dict[str, Solved]] = {}
     interventions = Interventions(probes=suite.probes)
-    for entry in suite.datasets:
+    for i, entry in enumerate(suite.datasets):
         split = entry.split or suite.split
-        data = cached_dataset(entry.name, split, root, entry.options)
-        shape = DataShape(data.in_dim, data.out_dim, data.task, data.metric, len(data.x_train))
+        try:
+            data = cached_dataset(entry.name, split, root, entry.options)
+        except DatasetOptionError as exc:
+            raise SuiteError(str(path), f"datasets[{i}].options.{exc.option}", str(exc)) from None
+        shape = DataShape(data.in_dim, data.out_dim, data.task, data.metric, len(data.x_train),
+                          content_hash(data))
         shapes[entry.display] = shape
         del data
         try:
             solved = resolve_models(suite, shape.in_dim, shape.out_dim, f"dataset '{entry.display}'")
         except BudgetError as exc:
             index = next(i for i, m in enumerate(suite.models) if m.name == exc.model)
-            key = f"models[{index}]" + (".budget" if suite.models[index].budget else "")
+            at_budget = suite.models[index].budget and not isinstance(exc, ModelTooLarge)
+            key = f"models[{index}]" + (".budget" if at_budget else "")
             raise SuiteError(str(path), key, str(exc)) from None
         solved_all[entry.display] = solved
         for scheme, training in suite.resolved_schemes():
@@ -146,6 +178,6 @@ def build_plan(suite: Suite, path: str | Path, *, device: str | None = None,
                         split=split, model=m.name, adapter=m.adapter,
                         family=adapters.get(m.adapter).family, arch=s.spec, params=s.params,
                         budget=budget, scheme=scheme, training=training, seed=seed, device=dev,
-                        interventions=interventions,
+                        interventions=interventions, data_hash=shape.data_hash,
                     ))
     return Plan(suite, str(path), runs, shapes, solved_all, root)

@@ -10,6 +10,8 @@ next starts, so an interrupted suite resumes where it stopped.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +19,11 @@ from typing import TYPE_CHECKING, Protocol
 
 import adapters
 from bench.callbacks import Callback
+from bench.data_identity import content_hash
 from bench.datasets import cached_dataset, dataset_entry
 from bench.envinfo import environment
 from bench.records import FINISHED, RunResult, RunSpec, metric_for_task
-from bench.store import Store
+from bench.store import Store, reusable
 from bench.train import fit
 
 if TYPE_CHECKING:  # a worker needs no planner
@@ -35,6 +38,8 @@ class Progress(Protocol):
     def start(self, total: int, pending: int) -> None: ...
     def run_started(self, spec: RunSpec) -> None: ...
     def run_finished(self, spec: RunSpec, result: RunResult) -> None: ...
+    def run_done_elsewhere(self, spec: RunSpec) -> None: ...
+    def waiting(self, runs: int, holders: list[str]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -42,6 +47,8 @@ class Progress(Protocol):
 class Summary:
     total: int = 0
     reused: int = 0  # finished earlier, not redone
+    elsewhere: int = 0  # finished meanwhile by another process on the same store
+    data_changed: int = 0  # stored on other data: redone
     statuses: Counter[str] = field(default_factory=Counter)  # of the runs done now
 
     @property
@@ -61,42 +68,105 @@ def run_one(spec: RunSpec, data_dir: str | Path | None = None,
         return RunResult(status="skipped", error=reason, metric=metric)
     root = Path(data_dir) if data_dir is not None else None
     data = cached_dataset(spec.dataset, spec.split, root, spec.dataset_options)
-    return fit(spec, data, adapter, callbacks)
+    loaded = content_hash(data)
+    if spec.data_hash is not None and loaded != spec.data_hash:
+        return RunResult(status="error", metric=data.metric, data_hash=loaded, error=(
+            f"the data loaded for this run (content hash {loaded}) is not the data it was "
+            f"planned on ({spec.data_hash}): a data file changed meanwhile; run the suite again"))
+    load_before = machine_load()
+    result = fit(spec, data, adapter, callbacks)
+    result.data_hash = loaded
+    result.record("load_1m_before", load_before)
+    result.record("load_1m_after", machine_load())
+    return result
+
+
+def machine_load() -> float | None:
+    """The 1-minute load average (None where the platform has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def oversubscription(threads: int) -> str | None:
+    """A warning when other processes already keep the cores busy: timings taken now are
+    distorted (two processes of 2 torch threads on 2 cores made training 15-30x slower)."""
+    load, cores = machine_load(), os.cpu_count()
+    if load is None or not cores or load + threads <= cores + 0.5:
+        return None
+    return (f"the machine is busy: load average {load:.1f} on {cores} cores before training "
+            f"with {threads} torch threads; timings of this suite will be distorted (each run "
+            f"records the load as load_1m_before/after)")
 
 
 def execute(plan: Plan, store: Store, *, retry_errors: bool = False,
             progress: Progress | None = None,
-            callbacks: list[Callback] | None = None) -> Summary:
+            callbacks: list[Callback] | None = None, poll_s: float = 2.0) -> Summary:
     """Run every pending spec of ``plan`` and store each result as soon as it is done.
 
-    Pending: not stored yet, stored as ``skipped`` (the adapter may have been installed since),
-    or stored as ``error`` when ``retry_errors``.
+    Pending: not stored yet, stored on other data (the content hash differs), stored as
+    ``skipped`` (the adapter may have been installed since), or stored as ``error`` when
+    ``retry_errors``. Each run is claimed in the store before it starts, so several processes
+    on one store share the work: a run another live process holds is left to it, and this
+    process waits for those at the end (taking over any whose process has gone).
     """
     stored = store.statuses()
+    hashes = store.data_hashes()
     summary = Summary(total=len(plan.runs))
     pending: list[RunSpec] = []
     for spec in plan.runs:
         status = stored.get(spec.key, (None, None))[0]
-        if status in FINISHED or (status == "error" and not retry_errors):
+        if reusable(status, hashes.get(spec.key), spec.data_hash, retry_errors):
             summary.reused += 1
-        else:
-            pending.append(spec)
+            continue
+        if status in FINISHED:
+            summary.data_changed += 1
+            log.warning("%s: stored on other data (content hash %s, now %s): run again",
+                        spec.title, hashes.get(spec.key), spec.data_hash)
+        pending.append(spec)
     env = environment(plan.runs[0].device) if plan.runs else {}
     if progress:
         progress.start(summary.total, len(pending))
     try:
-        for spec in pending:
-            if progress:
-                progress.run_started(spec)
-            result = run_one(spec, plan.data_dir, callbacks)
-            previous = stored.get(spec.key)
-            # A skip that repeats the stored skip changes nothing: leave the row as it is.
-            if not (result.status == "skipped" and previous == ("skipped", result.error)):
-                store.save(spec, result, env)
-            summary.statuses[result.status] += 1
-            if progress:
-                progress.run_finished(spec, result)
+        while pending:
+            held = []
+            for spec in pending:
+                if not store.claim(spec.key, spec.data_hash):
+                    if spec.key in store.finished_keys():
+                        summary.elsewhere += 1
+                        if progress:
+                            progress.run_done_elsewhere(spec)
+                    else:
+                        held.append(spec)
+                    continue
+                try:
+                    _run_and_save(spec, plan, store, env, stored, summary, progress, callbacks)
+                finally:
+                    store.release(spec.key)  # no-op once saved (the save removes the claim)
+            if held and len(held) == len(pending):  # all held elsewhere: wait for them
+                if progress:
+                    claims = store.claims()
+                    holders = sorted({f"{h} pid {p}" for k, (h, p, _) in claims.items()
+                                      if k in {s.key for s in held}})
+                    progress.waiting(len(held), holders)
+                time.sleep(poll_s)
+            pending = held
     finally:
         if progress:
             progress.close()
     return summary
+
+
+def _run_and_save(spec: RunSpec, plan: Plan, store: Store, env: dict, stored: dict,
+                  summary: Summary, progress: Progress | None,
+                  callbacks: list[Callback] | None) -> None:
+    if progress:
+        progress.run_started(spec)
+    result = run_one(spec, plan.data_dir, callbacks)
+    # A skip that repeats the stored skip changes nothing: leave the row as it is.
+    if not (result.status == "skipped" and stored.get(spec.key) == ("skipped", result.error)):
+        store.save(spec, result, env)
+    summary.statuses[result.status] += 1
+    if progress:
+        progress.run_finished(spec, result)

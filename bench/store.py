@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +38,7 @@ from bench.records import FINISHED, RunResult, RunSpec
 log = logging.getLogger(__name__)
 
 __all__ = ["EXPORT_COLUMNS", "FINISHED", "RUN_COLUMNS", "SCHEMA_VERSION", "Store",
-           "default_store_path"]
+           "default_store_path", "reusable"]
 
 SCHEMA_VERSION = 3
 
@@ -45,6 +48,7 @@ RUN_COLUMNS: list[tuple[str, str]] = [
     ("pair_key", "TEXT"),
     ("suite", "TEXT NOT NULL"),
     ("dataset", "TEXT NOT NULL"),
+    ("data_hash", "TEXT"),
     ("task", "TEXT"),
     ("metric", "TEXT"),
     ("model", "TEXT NOT NULL"),
@@ -108,6 +112,13 @@ CREATE TABLE IF NOT EXISTS run_values (
     value,
     PRIMARY KEY (run_key, name)
 );
+CREATE TABLE IF NOT EXISTS claims (
+    run_key TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    process_start TEXT NOT NULL,
+    claimed_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS series (
     run_key TEXT NOT NULL REFERENCES runs(run_key) ON DELETE CASCADE,
     step INTEGER NOT NULL,
@@ -129,10 +140,13 @@ def _spec_from_config(config_json: str) -> RunSpec:
 
 
 def _migrate_2_to_3(db: sqlite3.Connection) -> None:
-    """Schema 3 adds ``pair_key`` to runs (computed from each run's stored configuration) and
-    the run_values and series tables (created by the schema script)."""
-    if "pair_key" not in {r[1] for r in db.execute("PRAGMA table_info(runs)")}:
-        db.execute("ALTER TABLE runs ADD COLUMN pair_key TEXT")
+    """Schema 3 adds ``pair_key`` to runs (computed from each run's stored configuration),
+    ``data_hash`` (unknown for older runs, which are reused as before) and the run_values,
+    series and claims tables (created by the schema script)."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+    for column in ("pair_key", "data_hash"):
+        if column not in columns:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
     for run_key, config in db.execute("SELECT run_key, config_json FROM runs").fetchall():
         try:
             spec = _spec_from_config(config)
@@ -151,49 +165,101 @@ _MIGRATIONS: dict[int, list[str] | Callable[[sqlite3.Connection], None]] = {
 }
 
 
-class Store:
-    """A results store at ``path`` (created on first write unless ``create`` is False)."""
+def _retry_locked(statement: Callable[[], Any], attempts: int = 50) -> None:
+    """Run ``statement``, retrying while another process holds the lock it needs (switching
+    to WAL does not wait on SQLite's busy timeout)."""
+    for attempt in range(attempts):
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
 
-    def __init__(self, path: str | Path, *, create: bool = True):
+
+def _schema_version(path: Path, row: tuple | None) -> int | None:
+    if row is None:
+        return None
+    try:
+        version = int(row[0])
+    except (TypeError, ValueError):
+        version = -1
+    if version < min(_MIGRATIONS) or version > 10**6:
+        raise StoreError(f"{path} has an unreadable schema version {row[0]!r} (kanbench stores "
+                         f"have versions {min(_MIGRATIONS)} to {SCHEMA_VERSION}); it was not "
+                         f"written by kanbench or is damaged: pass another --store path")
+    return version
+
+
+class Store:
+    """A results store at ``path``: created on first write unless ``create`` is False;
+    ``readonly`` never writes to the file (export and report: a read-only file or folder works;
+    an older schema is then upgraded in a copy in memory)."""
+
+    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False):
         self.path = Path(path)
-        if not create and not self.path.is_file():
+        self.readonly = readonly
+        if (readonly or not create) and not self.path.is_file():
             raise StoreError(f"no results store at {self.path}; run a suite first "
                              f"(python -m bench run SUITE) or pass the right path")
         if self.path.is_dir():
             raise StoreError(f"{self.path} is a folder, not a results store")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, timeout=30)
+            self._db = self._connect_readonly() if readonly else self._connect_writable()
             self._open()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a kanbench results store ({exc})") from None
 
+    def _connect_writable(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store's folder {self.path.parent} "
+                             f"({exc.strerror}); pass --store PATH in a writable folder") from None
+        if not os.access(self.path.parent, os.W_OK) or (
+                self.path.exists() and not os.access(self.path, os.W_OK)):
+            raise StoreError(f"cannot write the results store {self.path} (no write permission "
+                             f"on the file or its folder); pass --store PATH in a writable "
+                             f"folder (export and report read a read-only store)")
+        return sqlite3.connect(self.path, timeout=30)
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        try:
+            db = sqlite3.connect(uri, uri=True, timeout=30)
+            db.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            # A WAL store in a read-only folder cannot open its shared-memory file: read it as
+            # an immutable file (no other process may write it meanwhile: nothing can).
+            uri = f"{self.path.resolve().as_uri()}?immutable=1"
+            db = sqlite3.connect(uri, uri=True, timeout=30)
+        return db
+
     def _open(self) -> None:
+        version = self._checked_version()
+        if self.readonly:
+            if version == SCHEMA_VERSION:
+                return
+            memory = sqlite3.connect(":memory:")  # upgrade a copy, leave the file as it is
+            self._db.backup(memory)
+            self._db.close()
+            self._db = memory
+        else:
+            _retry_locked(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
         db = self._db
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        version_row = None
-        if "meta" in tables:
-            version_row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if tables and version_row is None:  # never write kanbench's tables into another file
-            raise StoreError(f"{self.path} is an SQLite file but not a kanbench results store "
-                             f"(it has no kanbench schema version); pass a store that "
-                             f"'python -m bench run' wrote, or a new path")
-        if version_row is not None and int(version_row[0]) > SCHEMA_VERSION:
-            raise StoreError(f"{self.path} has schema version {version_row[0]}, this kanbench "
-                             f"reads up to version {SCHEMA_VERSION}; upgrade kanbench "
-                             f"or use a new --store path")
-        db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA foreign_keys=ON")
         with db:  # the upgrade is one transaction: all of it or nothing
-            db.execute("BEGIN")
+            db.execute("BEGIN IMMEDIATE")  # the write lock first: another process may open too
+            version = self._checked_version()  # it may have created or upgraded the store
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
-            if version_row is None:
+            if version is None:
                 db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             else:
-                for version in range(int(version_row[0]), SCHEMA_VERSION):
-                    step = _MIGRATIONS[version]
+                for old in range(version, SCHEMA_VERSION):
+                    step = _MIGRATIONS[old]
                     if callable(step):
                         step(db)
                     else:
@@ -202,6 +268,24 @@ class Store:
                 db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                            (str(SCHEMA_VERSION),))
             db.execute(_INDEXES)
+
+    def _checked_version(self) -> int | None:
+        """The store's schema version (None: an empty file); refuses foreign and newer files."""
+        db = self._db
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        version = None
+        if "meta" in tables:
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = _schema_version(self.path, row)
+        if tables and version is None:  # never write kanbench's tables into another file
+            raise StoreError(f"{self.path} is an SQLite file but not a kanbench results store "
+                             f"(it has no kanbench schema version); pass a store that "
+                             f"'python -m bench run' wrote, or a new path")
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {version}, this kanbench "
+                             f"reads up to version {SCHEMA_VERSION}; upgrade kanbench "
+                             f"or use a new --store path")
+        return version
 
     def close(self) -> None:
         self._db.close()
@@ -224,7 +308,7 @@ class Store:
         marks = ", ".join("?" for _ in row)
         key = spec.key
         with self._db:  # one transaction: the run and everything it recorded, or nothing
-            for table in ("curves", "run_values", "series"):
+            for table in ("curves", "run_values", "series", "claims"):
                 self._db.execute(f"DELETE FROM {table} WHERE run_key = ?", (key,))
             self._db.execute(f"INSERT OR REPLACE INTO runs ({cols}) VALUES ({marks})",
                              tuple(row.values()))
@@ -242,10 +326,47 @@ class Store:
                 [(key, p.step, p.epoch, p.name, p.value) for p in result.series],
             )
 
+    # -- claims: which process is running which run ---------------------------------------
+    def claim(self, key: str, data_hash: str | None = None) -> bool:
+        """Claim the run ``key`` for this process: False when it is finished meanwhile (on data
+        with ``data_hash``, when given) or a live process holds it. A claim whose process is
+        gone (killed, crashed) is taken over."""
+        me = _process_identity()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")  # one claimer at a time
+            row = self._db.execute("SELECT status, data_hash FROM runs WHERE run_key = ?",
+                                   (key,)).fetchone()
+            if row is not None and row[0] in FINISHED and _same_data(row[1], data_hash):
+                return False
+            holder = self._db.execute(
+                "SELECT host, pid, process_start FROM claims WHERE run_key = ?", (key,)).fetchone()
+            if holder is not None and tuple(holder) != me and _alive(*holder):
+                return False
+            self._db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
+                             (key, *me, _now()))
+        return True
+
+    def release(self, key: str) -> None:
+        """Give up this process's claim of ``key`` (the run is not finished)."""
+        host, pid, start = _process_identity()
+        with self._db:
+            self._db.execute("DELETE FROM claims WHERE run_key = ? AND host = ? AND pid = ? "
+                             "AND process_start = ?", (key, host, pid, start))
+
+    def claims(self) -> dict[str, tuple[str, int, bool]]:
+        """run_key -> (host, pid, alive) of every claim."""
+        rows = self._db.execute("SELECT run_key, host, pid, process_start FROM claims")
+        return {k: (h, p, _alive(h, p, s)) for k, h, p, s in rows}
+
     # -- reading ---------------------------------------------------------------------------
     def statuses(self) -> dict[str, tuple[str, str | None]]:
         """run_key -> (status, error) for every stored run."""
         return {k: (s, e) for k, s, e in self._db.execute("SELECT run_key, status, error FROM runs")}
+
+    def data_hashes(self) -> dict[str, str | None]:
+        """run_key -> the content hash of the data each stored run trained on (None: unknown,
+        a run stored before hashes were recorded)."""
+        return dict(self._db.execute("SELECT run_key, data_hash FROM runs"))
 
     def finished_keys(self) -> set[str]:
         marks = ", ".join("?" for _ in FINISHED)
@@ -323,8 +444,7 @@ def _run_row(spec: RunSpec, result: RunResult, env: dict[str, Any]) -> dict[str,
         "seed": spec.seed, "params": params,
         "budget_reference": budget.get("reference"), "budget_target": budget.get("target"),
         "budget_error": _budget_error(result.params, budget.get("target")),
-        "device": spec.device, "finished_at":
-            datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": spec.device, "finished_at": _now(),
         "config_json": spec.config_json(),
         "provenance_json": json.dumps(result.provenance, sort_keys=True),
         "data_json": json.dumps(result.data_info, sort_keys=True, default=str),
@@ -335,6 +455,58 @@ def _run_row(spec: RunSpec, result: RunResult, env: dict[str, Any]) -> dict[str,
     return {name: row[name] for name, _ in RUN_COLUMNS}
 
 
+def _same_data(stored: str | None, planned: str | None) -> bool:
+    """Whether a stored run trained on the planned data (unknown on either side: assumed)."""
+    return stored is None or planned is None or stored == planned
+
+
+def reusable(status: str | None, stored_hash: str | None, planned_hash: str | None,
+             retry_errors: bool = False) -> bool:
+    """Whether a stored run (``status`` None: not stored) stands, rather than being run: a
+    finished run on the same data, or an error unless errors are retried."""
+    if status in FINISHED:
+        return _same_data(stored_hash, planned_hash)
+    return status == "error" and not retry_errors
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _process_start(pid: int) -> str:
+    """When process ``pid`` started (Linux: clock ticks since boot), so a claim is not taken
+    for alive when its pid is reused by another process; "" where unknown, "exited" for a
+    process that has exited but not been reaped yet (a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return ""
+    if len(fields) < 20:
+        return ""
+    return "exited" if fields[0] in ("Z", "X") else fields[19]
+
+
+def _process_identity() -> tuple[str, int, str]:
+    pid = os.getpid()
+    return socket.gethostname(), pid, _process_start(pid)
+
+
+def _alive(host: str, pid: int, start: str) -> bool:
+    """Whether the claiming process still runs. A claim from another host cannot be checked
+    from here and counts as alive."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        pass
+    now = _process_start(pid)
+    return now != "exited" and now == start
+
+
 def _budget_error(params: int | None, target: int | None) -> float | None:
     if params is None or not target:
         return None
@@ -342,4 +514,8 @@ def _budget_error(params: int | None, target: int | None) -> float | None:
 
 
 def default_store_path(suite_name: str) -> Path:
-    return Path("results") / f"{suite_name}.sqlite"
+    """results/<suite>.sqlite, the name sanitised (bench.names): a suite name never picks
+    the folder."""
+    from bench.names import named_file
+
+    return named_file("results", suite_name, ".sqlite", "suite name")

@@ -6,6 +6,7 @@ A suite is datasets x models x training schemes x seeds. :func:`load` validates 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,9 +14,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import adapters
-from bench.datasets import dataset_names
+from bench.datasets import dataset_entry, dataset_names, unknown_option
 from bench.errors import SuiteError
 from bench.records.spec import ProbeSpec, SplitSpec, TrainingSpec
+
+
+#: seeds are stored as SQLite INTEGERs and passed to torch.manual_seed: both take [0, 2**63 - 1]
+MAX_SEED = 2**63 - 1
 
 
 class _Strict(BaseModel):
@@ -86,6 +91,15 @@ class ModelEntry(_Strict):
             raise ValueError(f"hidden widths must be >= 1 or null, got {hidden}")
         return hidden
 
+    @field_validator("grid_range")
+    @classmethod
+    def _increasing(cls, grid_range: tuple[float, float]) -> tuple[float, float]:
+        low, high = grid_range
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"grid_range must be increasing: two finite numbers [low, high] with "
+                             f"low < high, got {list(grid_range)}")
+        return grid_range
+
 
 class DatasetEntry(_Strict):
     """A dataset by registered name, with loader options and an optional split override."""
@@ -129,6 +143,19 @@ class Suite(_Strict):
     )
     datasets: list[DatasetEntry] = Field(min_length=1)
     models: list[ModelEntry] = Field(min_length=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds_in_range(cls, seeds: list[int]) -> list[int]:
+        outside = [s for s in seeds if not 0 <= s <= MAX_SEED]
+        if outside:
+            raise ValueError(f"seeds must be integers in [0, 2**63 - 1] (what the results store "
+                             f"and torch.manual_seed take), got {outside[0]}")
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"duplicate seed(s) {repeated}: a seed repeated would train the "
+                             f"same runs twice; list each seed once")
+        return seeds
 
     def resolved_schemes(self) -> list[tuple[str, TrainingSpec]]:
         """(name, training) for every scheme; a suite without ``schemes`` has one, 'default'."""
@@ -194,12 +221,15 @@ def _expected_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(current.model_fields) if hasattr(current, "model_fields") else []
 
 
-def _describe_error(err: dict[str, Any]) -> tuple[str, str]:
+def _describe_error(err: dict[str, Any], root: type[BaseModel] | None = None,
+                    also: tuple[str, ...] = ()) -> tuple[str, str]:
+    """(key, message) of one pydantic error; ``root`` is the model validated (default: Suite),
+    ``also`` keys allowed besides its fields."""
     loc = tuple(err.get("loc", ()))
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         key = _format_loc(loc)
-        allowed = _expected_keys(Suite, loc)
+        allowed = [*also, *_expected_keys(root or Suite, loc)]
         hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
         return key, f"unknown key '{loc[-1]}'{hint}"
     if kind == "missing":
@@ -234,7 +264,13 @@ def load(path: str | Path) -> Suite:
     if not p.is_file():
         raise SuiteError(str(p), None, "no such suite file")
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SuiteError(str(p), None, f"not a UTF-8 text file (byte {exc.object[exc.start]:#04x} "
+                                       f"at offset {exc.start}); a suite is a YAML text "
+                                       f"file") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
@@ -260,6 +296,11 @@ def _check_references(suite: Suite, path: str) -> None:
             raise SuiteError(path, f"datasets[{i}]",
                              f"dataset '{d.display}' listed twice; give one a distinct 'label'")
         labels[d.display] = i
+        accepted = dataset_entry(d.name).options
+        for option in d.options:
+            if option not in accepted:  # wrong values are the loader's to judge (bench.plan)
+                raise SuiteError(path, f"datasets[{i}].options.{option}",
+                                 str(unknown_option(d.name, option)))
     scheme_names = [s.name for s in suite.schemes]
     for i, s in enumerate(suite.schemes):
         if scheme_names.count(s.name) > 1:
@@ -267,7 +308,7 @@ def _check_references(suite: Suite, path: str) -> None:
         try:
             TrainingSpec(**{**suite.training.model_dump(), **s.overrides})
         except ValidationError as exc:
-            key, msg = _describe_error(exc.errors()[0])
+            key, msg = _describe_error(exc.errors()[0], TrainingSpec, also=("name",))
             raise SuiteError(path, f"schemes[{i}].{key}", msg) from None
     if suite.budget is not None and suite.budget.match is not None:
         raise SuiteError(path, "budget.match",
@@ -286,9 +327,12 @@ def _check_references(suite: Suite, path: str) -> None:
                              "e.g. hidden: [null] (or leave 'hidden' out for one hidden layer)")
         if budget.match is not None:
             if budget.match not in names:
+                others = [n for n in names if n != m.name]
+                expected = (f"expected one of: {', '.join(others)}" if others else
+                            "the suite has no other model to match; add it, or give "
+                            "'params: N' instead")
                 raise SuiteError(path, f"models[{i}].budget.match",
-                                 f"unknown model '{budget.match}'; expected one of: "
-                                 f"{', '.join(n for n in names if n != m.name)}")
+                                 f"unknown model '{budget.match}'; {expected}")
             if budget.match == m.name:
                 raise SuiteError(path, f"models[{i}].budget.match", "a model cannot match itself")
     for i, m in enumerate(suite.models):

@@ -8,7 +8,7 @@ import torch
 from scipy import special
 
 from bench.datasets import SplitSpec, dataset_entry, dataset_names, load_dataset, toy
-from bench.errors import DatasetError
+from bench.datasets import DatasetOptionError
 
 RAW = SplitSpec(scale="none")
 
@@ -104,5 +104,6 @@ def test_default_sizes_and_scaling():
     ({"seed": 1}, "does not accept"),
 ])
 def test_bad_options(options, match):
-    with pytest.raises(DatasetError, match=match):
+    with pytest.raises(DatasetOptionError, match=match) as err:
         load_dataset("toy_xy", **options)
+    assert err.value.option == next(iter(options))  # a suite names datasets[i].options.<it>

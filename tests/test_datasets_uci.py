@@ -11,10 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from bench.datasets import SplitSpec, load_dataset, tabular
+from bench.datasets import DatasetOptionError, SplitSpec, load_dataset, tabular
 from bench.errors import DatasetError, DataUnavailableError
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*published checksums:UserWarning")
+
+
+def load(name: str, *args, **options):
+    """Generated files cannot match the published checksums: load them with the check off."""
+    return load_dataset(name, *args, verify_checksum=False, **options)
 
 WORK = ["Private", "State-gov", "Self-emp-not-inc"]
 EDU = ["Bachelors", "HS-grad", "Masters"]
@@ -98,7 +102,7 @@ def write_poker(path: Path, per_class: int = 10, seed: int = 3) -> None:
 def test_adult_official_split_and_encoding(tmp_path):
     data = tmp_path / "data"
     write_adult(data / "uci" / "adult")
-    ds = load_dataset("adult", data_dir=data)
+    ds = load("adult", data_dir=data)
     info = ds.info
     assert info["split"] == "official"
     assert info["rows"] == {"train file": 60, "test file": 30}
@@ -125,19 +129,19 @@ def test_magic_drybean_poker(tmp_path):
     write_drybean(data / "uci" / "drybean" / "DryBeanDataset")
     write_poker(data / "uci" / "poker" / "poker-hand-training-true.data")
 
-    magic = load_dataset("magic", data_dir=data)
+    magic = load("magic", data_dir=data)
     assert magic.in_dim == 10 and magic.info["classes"] == ["g", "h"]
     assert magic.info["split"] == "stratified 0.2 test" and len(magic.x_test) == 10
     counts = torch.bincount(magic.y_test, minlength=2).tolist()
     assert counts == [7, 3]  # 33 g / 17 h, stratified
 
-    bean = load_dataset("drybean", data_dir=data)
+    bean = load("drybean", data_dir=data)
     assert bean.in_dim == 16 and bean.n_classes == 7 and sorted(BEANS) == bean.info["classes"]
     assert len(bean.x_train) + len(bean.x_val) + len(bean.x_test) == 56
 
-    poker = load_dataset("poker", data_dir=data)
+    poker = load("poker", data_dir=data)
     assert poker.in_dim == 10 and poker.n_classes == 10 and poker.info["encoding"] == "numeric"
-    onehot = load_dataset("poker", data_dir=data, encoding="onehot")
+    onehot = load("poker", data_dir=data, encoding="onehot")
     assert onehot.in_dim == 85 and "one-hot" in onehot.info["scaling"]
     assert set(onehot.x_train.unique().tolist()) == {0.0, 1.0}
 
@@ -146,24 +150,58 @@ def test_poker_testing_file(tmp_path):
     data = tmp_path / "data"
     write_poker(data / "uci" / "poker" / "poker-hand-training-true.data")
     with pytest.raises(DataUnavailableError, match="poker-hand-testing.data"):
-        load_dataset("poker", data_dir=data, test_file=True)
+        load("poker", data_dir=data, test_file=True)
     write_poker(data / "uci" / "poker" / "poker-hand-testing.data", per_class=3, seed=4)
-    ds = load_dataset("poker", data_dir=data, test_file=True)
+    ds = load("poker", data_dir=data, test_file=True)
     assert ds.info["split"] == "official" and len(ds.x_test) == 30
     assert len(ds.x_train) + len(ds.x_val) == 100
 
 
-def test_checksums_recorded(tmp_path, monkeypatch):
+def test_checksum_mismatch_is_an_error_unless_opted_out(tmp_path, monkeypatch):
     data = tmp_path / "data"
     write_magic(data / "uci" / "magic")
-    with pytest.warns(UserWarning, match="published checksums"):
-        ds = load_dataset("magic", data_dir=data)
-    assert ds.info["checksum"] == "mismatch"
-    digest = hashlib.sha256((data / "uci" / "magic" / "magic04.data").read_bytes()).hexdigest()
+    path = data / "uci" / "magic" / "magic04.data"
+    with pytest.raises(DatasetError) as err:
+        load_dataset("magic", data_dir=data)
+    message = str(err.value)
+    for part in (str(path), "published sha256 checksum", "Delete it so it is downloaded again",
+                 "dataset/159/", "verify_checksum: false"):
+        assert part in message, message
+    assert load("magic", data_dir=data).info["checksum"] == "mismatch"
+    with pytest.raises(DatasetOptionError, match="must be true or false") as err:
+        load_dataset("magic", data_dir=data, verify_checksum="no")
+    assert err.value.option == "verify_checksum"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     entry = tabular.UCI_FILES["magic04.data"]
     monkeypatch.setitem(tabular.UCI_FILES, "magic04.data",
                         tabular.UciFile(entry.rel, entry.sources, {"sha256": digest}))
     assert load_dataset("magic", data_dir=data).info["checksum"] == "verified"
+
+
+def _magic_rows(n: int = 50) -> list[str]:
+    return [",".join(f"{i + j}.5" for j in range(10)) + ("," + "gh"[i % 2]) for i in range(n)]
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("", "is empty"),
+    ("\n".join(_magic_rows()).replace("3.5,", "3.5x,", 1), "could not convert string to float"),
+    ("\n".join(_magic_rows()[:-1] + [_magic_rows()[-1][:-1] + "q"]),  # a flipped class letter
+     "least populated class"),
+])
+def test_damaged_file_is_one_message(tmp_path, content, problem):
+    """With the check on, the checksum catches a damaged file; with it off, reading does."""
+    path = tmp_path / "data" / "uci" / "magic" / "magic04.data"
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    with pytest.raises(DatasetError, match="published sha256 checksum"):
+        load_dataset("magic", data_dir=tmp_path / "data")
+    with pytest.raises(DatasetError) as err:
+        load("magic", data_dir=tmp_path / "data")
+    message = str(err.value)
+    for part in ("dataset 'magic'", str(path), problem, "Delete it so it is downloaded again",
+                 "https://archive.ics.uci.edu/dataset/159/"):
+        assert part in message, message
+    assert err.value.__cause__ is None and err.value.__suppress_context__
 
 
 @pytest.mark.parametrize("name, files, page", [
@@ -253,8 +291,8 @@ def test_unparsable_file_and_bad_options(tmp_path):
     folder = data / "uci" / "drybean" / "DryBeanDataset"
     folder.mkdir(parents=True)
     (folder / "Dry_Bean_Dataset.arff").write_text("not an arff file\n")
-    with pytest.raises(DatasetError, match="could not parse"):
-        load_dataset("drybean", data_dir=data)
+    with pytest.raises(DatasetError, match="Dry_Bean_Dataset.arff is damaged"):
+        load("drybean", data_dir=data)
     write_poker(data / "uci" / "poker" / "poker-hand-training-true.data")
     with pytest.raises(DatasetError, match="encoding"):
         load_dataset("poker", data_dir=data, encoding="ordinal")

@@ -20,9 +20,6 @@ import torchvision.datasets as tvd
 from bench.datasets import SplitSpec, load_dataset, paths, vision
 from bench.errors import DatasetError, DataUnavailableError
 
-# generated files cannot match the published md5s: that warning is tested once, explicitly
-pytestmark = pytest.mark.filterwarnings("ignore:.*published md5:UserWarning")
-
 N_TRAIN, N_TEST = 60, 20
 
 
@@ -84,6 +81,11 @@ def write_cifar(folder: Path) -> dict[str, np.ndarray]:
 RAW = SplitSpec(scale="none")
 
 
+def load(name: str, *args, **options):
+    """Generated files cannot match the published md5s: load them with the check off."""
+    return load_dataset(name, *args, verify_checksum=False, **options)
+
+
 # --------------------------------------------------------------------------------------------
 # MNIST / Fashion-MNIST
 
@@ -91,8 +93,7 @@ RAW = SplitSpec(scale="none")
 def test_mnist_gz_through_torchvision(tmp_path):
     data = tmp_path / "data"
     arrays = write_idx(data / "mnist" / "MNIST" / "raw")
-    with pytest.warns(UserWarning, match="published md5"):
-        ds = load_dataset("mnist", RAW, data_dir=data)
+    ds = load("mnist", RAW, data_dir=data)
     assert (ds.in_dim, ds.n_classes, ds.task, ds.metric) == (784, 10, "classification", "accuracy")
     assert len(ds.x_train) + len(ds.x_val) == N_TRAIN and len(ds.x_test) == N_TEST
     assert ds.info["split"] == "official" and ds.info["checksum"] == "mismatch"
@@ -105,16 +106,89 @@ def test_mnist_gz_through_torchvision(tmp_path):
     assert (data / "mnist" / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
 
 
+def test_checksum_mismatch_is_an_error_unless_opted_out(tmp_path):
+    data = tmp_path / "data"
+    raw = data / "mnist" / "MNIST" / "raw"
+    write_idx(raw)
+    with pytest.raises(DatasetError) as err:
+        load_dataset("mnist", RAW, data_dir=data)
+    message = str(err.value)
+    for part in (str(raw / "train-images-idx3-ubyte.gz"), "published md5 checksum",
+                 "Delete", tvd.MNIST.mirrors[0], "verify_checksum: false"):
+        assert part in message, message
+    assert _no_chained_traceback(err.value)
+    assert not (data / "mnist" / "MNIST" / vision.CACHE_NAME).exists()  # nothing decoded
+    assert load("mnist", RAW, data_dir=data).info["checksum"] == "mismatch"
+    # the cache decoded with the check off does not let a checked load through
+    with pytest.raises(DatasetError, match="published md5 checksum"):
+        load_dataset("mnist", RAW, data_dir=data)
+
+
+def _publish(monkeypatch, raw: Path) -> None:
+    """Make the generated files' md5s the published ones."""
+    monkeypatch.setattr(tvd.MNIST, "resources", [
+        (p.name, hashlib.md5(p.read_bytes()).hexdigest()) for p in sorted(raw.glob("*.gz"))])
+
+
+def _damage(path: Path, how: str) -> None:
+    blob = path.read_bytes()
+    middle = len(blob) // 2
+    if how == "truncated":
+        blob = blob[:middle]
+    elif how == "bit_flip":
+        blob = blob[:middle] + bytes([blob[middle] ^ 0x10]) + blob[middle + 1:]
+    elif how == "short_content":  # a sound gzip stream of a truncated IDX file
+        blob = gzip.compress(gzip.decompress(blob)[:-100])
+    else:  # an error page saved under the file's name
+        blob = b"<html><body>404 Not Found</body></html>"
+    path.write_bytes(blob)
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit_flip", "not_gzip", "short_content"])
+def test_damaged_gz_is_one_message(tmp_path, monkeypatch, how):
+    data = tmp_path / "data"
+    raw = data / "mnist" / "MNIST" / "raw"
+    write_idx(raw)
+    _publish(monkeypatch, raw)
+    bad = raw / "t10k-images-idx3-ubyte.gz"
+    _damage(bad, how)
+    with pytest.raises(DatasetError) as err:  # the check on: only the damaged file is named
+        load_dataset("mnist", RAW, data_dir=data)
+    assert f"{bad} does not match the published md5 checksum" in str(err.value)
+    assert "train-images" not in str(err.value)
+    with pytest.raises(DatasetError) as err:  # the check off: decoding finds the damage
+        load("mnist", RAW, data_dir=data)
+    message = str(err.value)
+    for part in (f"dataset 'mnist': {bad} is damaged", "Delete it so it is downloaded again",
+                 tvd.MNIST.mirrors[0]):
+        assert part in message, message
+    assert _no_chained_traceback(err.value)
+    assert not (raw / "t10k-images-idx3-ubyte").exists()  # no half-written gunzipped copy
+    assert not (data / "mnist" / "MNIST" / vision.CACHE_NAME).exists()
+
+
+def test_damaged_plain_idx_names_the_file(tmp_path):
+    raw = tmp_path / "tv" / "FashionMNIST" / "raw"
+    write_idx(raw, gz=False)
+    bad = raw / "train-labels-idx1-ubyte"
+    bad.write_bytes(bad.read_bytes()[:-7])
+    with pytest.raises(DatasetError) as err:
+        load("fashion_mnist", RAW, data_dir=tmp_path / "tv")
+    message = str(err.value)
+    assert f"{bad} is damaged ({N_TRAIN + 1} bytes; its header describes {N_TRAIN + 8})" in message
+    assert tvd.FashionMNIST.mirrors[0] in message and _no_chained_traceback(err.value)
+
+
 def test_standard_scaling_uses_training_part(tmp_path):
     data = tmp_path / "data"
     write_idx(data / "mnist" / "MNIST" / "raw")
-    ds = load_dataset("mnist", SplitSpec(), data_dir=data)
+    ds = load("mnist", SplitSpec(), data_dir=data)
     varying = ds.x_train.std(dim=0) > 0
     assert torch.allclose(ds.x_train.mean(dim=0), torch.zeros(784), atol=1e-5)
     assert torch.allclose(ds.x_train.std(dim=0, unbiased=False)[varying], torch.ones(784)[varying],
                           atol=1e-4)
     assert "train statistics" in ds.info["scaling"] and ds.info["normalize"] == "feature"
-    channel = load_dataset("mnist", SplitSpec(), data_dir=data, normalize="channel")
+    channel = load("mnist", SplitSpec(), data_dir=data, normalize="channel")
     assert abs(channel.x_train.mean().item()) < 1e-5
     assert abs(channel.x_train.std(unbiased=False).item() - 1) < 1e-4
     assert "per channel" in channel.info["scaling"]
@@ -124,13 +198,13 @@ def test_decoded_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
     data = tmp_path / "data"
     raw = data / "mnist" / "MNIST" / "raw"
     write_idx(raw)
-    first = load_dataset("mnist", RAW, data_dir=data)
+    first = load("mnist", RAW, data_dir=data)
 
     def refuse(*args, **kwargs):
         raise AssertionError("torchvision should not be called when the cache is valid")
 
     monkeypatch.setattr(tvd.MNIST, "__init__", refuse)
-    second = load_dataset("mnist", RAW, data_dir=data)
+    second = load("mnist", RAW, data_dir=data)
     assert torch.equal(first.x_test, second.x_test) and torch.equal(first.y_train, second.y_train)
     # a changed source file invalidates the cache
     monkeypatch.undo()
@@ -142,9 +216,9 @@ def test_decoded_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
         os.utime(f, (future, future))
     monkeypatch.setattr(tvd.MNIST, "__init__", refuse)
     with pytest.raises(DatasetError, match="should not be called"):  # it rebuilds
-        load_dataset("mnist", RAW, data_dir=data)
+        load("mnist", RAW, data_dir=data)
     monkeypatch.undo()
-    third = load_dataset("mnist", RAW, data_dir=data)
+    third = load("mnist", RAW, data_dir=data)
     assert third.y_test.tolist() == arrays["y_test"].tolist()
 
 
@@ -156,8 +230,8 @@ def test_read_only_folder_decodes_into_cache(tmp_path):
     for d in folders:
         d.chmod(0o555)
     try:
-        ds = load_dataset("mnist", RAW, data_dir=data)
-        again = load_dataset("mnist", RAW, data_dir=data)
+        ds = load("mnist", RAW, data_dir=data)
+        again = load("mnist", RAW, data_dir=data)
     finally:
         for d in folders:
             d.chmod(0o755)
@@ -174,7 +248,7 @@ def test_fashion_mnist_plain_files_in_data_dir_root(tmp_path, monkeypatch):
     arrays = write_idx(data / "FashionMNIST" / "raw", gz=False)
     monkeypatch.setenv("KANBENCH_DATA", str(data))
     assert paths.default_data_dir() == data
-    ds = load_dataset("fashion_mnist", RAW)
+    ds = load("fashion_mnist", RAW)
     assert ds.info["source"] == "torchvision.datasets.FashionMNIST"
     assert ds.info["checksum"].startswith("unknown")
     assert ds.y_test.tolist() == arrays["y_test"].tolist()
@@ -184,23 +258,23 @@ def test_fashion_mnist_plain_files_in_data_dir_root(tmp_path, monkeypatch):
 def test_resize_pca_and_max_train(tmp_path):
     data = tmp_path / "data"
     arrays = write_idx(data / "mnist" / "MNIST" / "raw")
-    small = load_dataset("mnist", RAW, data_dir=data, resize=7)
+    small = load("mnist", RAW, data_dir=data, resize=7)
     assert small.in_dim == 49 and "7x7 (area" in small.info["resize"]
     pooled = arrays["x_test"].reshape(N_TEST, 7, 4, 7, 4).mean(axis=(2, 4)) / 255.0
     assert np.allclose(small.x_test.numpy(), pooled.reshape(N_TEST, -1), atol=1e-6)
 
-    sub = load_dataset("mnist", SplitSpec(), data_dir=data, max_train=50)
+    sub = load("mnist", SplitSpec(), data_dir=data, max_train=50)
     assert len(sub.x_train) + len(sub.x_val) == 50 and len(sub.x_test) == N_TEST
     counts = torch.bincount(torch.cat([sub.y_train, sub.y_val]), minlength=10)
     assert counts.tolist() == [5] * 10  # stratified
     assert sub.info["max_train"].startswith("50 (stratified")
 
-    pca = load_dataset("mnist", SplitSpec(), data_dir=data, resize=14, pca=5)
+    pca = load("mnist", SplitSpec(), data_dir=data, resize=14, pca=5)
     assert pca.in_dim == 5 and pca.info["input_shape"] == [1, 14, 14]
     assert "training part only" in pca.info["pca"]
     assert torch.allclose(pca.x_train.mean(dim=0), torch.zeros(5), atol=1e-5)
 
-    big = load_dataset("mnist", RAW, data_dir=data, resize=32)  # enlarging: bilinear
+    big = load("mnist", RAW, data_dir=data, resize=32)  # enlarging: bilinear
     assert big.in_dim == 1024 and "bilinear" in big.info["resize"]
 
 
@@ -215,7 +289,7 @@ def test_bad_options(tmp_path, options, match):
     data = tmp_path / "data"
     write_idx(data / "mnist" / "MNIST" / "raw")
     with pytest.raises(DatasetError, match=match):
-        load_dataset("mnist", data_dir=data, **options)
+        load("mnist", data_dir=data, **options)
     with pytest.raises(DatasetError, match="does not accept"):
         load_dataset("mnist", data_dir=data, size=7)
 
@@ -227,16 +301,26 @@ def test_bad_options(tmp_path, options, match):
 def test_cifar10_unverified_batches(tmp_path):
     data = tmp_path / "data"
     arrays = write_cifar(data / "cifar10" / "cifar-10-batches-py")
-    with pytest.warns(UserWarning, match="published md5"):
-        ds = load_dataset("cifar10", RAW, data_dir=data)
+    ds = load("cifar10", RAW, data_dir=data)
     assert ds.in_dim == 3072 and ds.n_classes == 10
     assert len(ds.x_train) + len(ds.x_val) == 50 and len(ds.x_test) == N_TEST
     assert ds.info["checksum"] == "mismatch" and "md5 checks off" in ds.info["source"]
     # channel-major flattening gives back CIFAR's own row layout (R plane, G plane, B plane)
     assert torch.allclose(ds.x_test, torch.tensor(arrays["x_test"] / 255.0, dtype=torch.float32))
     assert ds.info["classes"][0] == "airplane" and ds.info["image_shape"] == [3, 32, 32]
-    gray = load_dataset("cifar10", SplitSpec(), data_dir=data, resize=8, normalize="channel")
+    gray = load("cifar10", SplitSpec(), data_dir=data, resize=8, normalize="channel")
     assert gray.in_dim == 3 * 8 * 8
+
+
+def test_cifar10_mismatch_is_an_error(tmp_path):
+    data = tmp_path / "data"
+    write_cifar(data / "cifar10" / "cifar-10-batches-py")
+    with pytest.raises(DatasetError) as err:
+        load_dataset("cifar10", RAW, data_dir=data)
+    message = str(err.value)
+    assert "data_batch_1" in message and "published md5 checksum" in message
+    assert tvd.CIFAR10.url in message and "verify_checksum: false" in message
+    assert not (data / "cifar10" / vision.CACHE_NAME).exists()  # refused before decoding
 
 
 def test_cifar10_verified_through_the_real_class(tmp_path, monkeypatch):
@@ -260,7 +344,7 @@ def test_cifar10_archive_is_extracted(tmp_path):
     target.mkdir(parents=True)
     with tarfile.open(target / "cifar-10-python.tar.gz", "w:gz") as tar:
         tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
-    ds = load_dataset("cifar10", RAW, data_dir=tmp_path / "data")
+    ds = load("cifar10", RAW, data_dir=tmp_path / "data")
     assert len(ds.x_test) == N_TEST
     assert (target / "cifar-10-batches-py" / "test_batch").is_file()
 
@@ -276,9 +360,9 @@ def test_cifar10_archive_in_read_only_folder_is_extracted_once(tmp_path, monkeyp
     for d in folders:
         d.chmod(0o555)
     try:
-        first = load_dataset("cifar10", RAW, data_dir=data)
+        first = load("cifar10", RAW, data_dir=data)
         monkeypatch.setattr(vision, "_extract_cifar", lambda *a: pytest.fail("extracted twice"))
-        second = load_dataset("cifar10", RAW, data_dir=data)
+        second = load("cifar10", RAW, data_dir=data)
     finally:
         for d in folders:
             d.chmod(0o755)
@@ -303,20 +387,20 @@ def test_download_through_torchvision(tmp_path, monkeypatch):
 
     monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", fake_fetch)
     data = tmp_path / "data"
-    ds = load_dataset("mnist", RAW, data_dir=data)
+    ds = load("mnist", RAW, data_dir=data)
     assert ds.info["downloaded"] is True
     assert (data / "mnist" / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file()
     monkeypatch.setenv("KANBENCH_OFFLINE", "1")
-    assert load_dataset("mnist", RAW, data_dir=data).info["downloaded"] is False
+    assert load("mnist", RAW, data_dir=data).info["downloaded"] is False
 
     # a read-only data folder: the download goes to the cache and is found there next time
     readonly = tmp_path / "readonly"
     readonly.mkdir(mode=0o555)
     monkeypatch.delenv("KANBENCH_OFFLINE")
     try:
-        ds = load_dataset("mnist", RAW, data_dir=readonly)
+        ds = load("mnist", RAW, data_dir=readonly)
         monkeypatch.setenv("KANBENCH_OFFLINE", "1")
-        again = load_dataset("mnist", RAW, data_dir=readonly)
+        again = load("mnist", RAW, data_dir=readonly)
     finally:
         readonly.chmod(0o755)
     assert not any(readonly.iterdir())

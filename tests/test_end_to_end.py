@@ -126,9 +126,10 @@ def test_unavailable_adapter_is_skipped_and_suite_goes_on(write_suite, tmp_path,
 
 
 def test_report_is_rebuilt_from_the_store_alone(ran, capsys):
-    _, root, _ = ran
+    path, root, _ = ran
     out_dir = root / "rebuilt"
-    assert main(["report", str(root / "results" / "e2e.sqlite"), "--out-dir", str(out_dir)]) == 0
+    assert main(["report", str(root / "results" / "e2e.sqlite"), "--out-dir", str(out_dir),
+                 "--suite", str(path)]) == 0
     rebuilt = (out_dir / "e2e.md").read_text()
     original = (root / "reports" / "e2e.md").read_text()
     strip = lambda text: [l for l in text.splitlines() if not l.startswith("Generated")]  # noqa: E731

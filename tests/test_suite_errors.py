@@ -67,6 +67,31 @@ CASES = {
     "probe_cadence": (VALID + "probes: {every: 0}\n", "probes.every", "greater than or equal to 1"),
     "unreachable_budget": (
         VALID.replace("{match: kan}", "{params: 3}"), "models[1].budget", "tolerance"),
+    "grid_range_decreasing": (VALID.replace("hidden: [4]}", "hidden: [4], grid_range: [2, -2]}"),
+                              "models[0].grid_range", "must be increasing"),
+    "grid_range_empty": (VALID.replace("hidden: [4]}", "hidden: [4], grid_range: [1, 1]}"),
+                         "models[0].grid_range", "must be increasing"),
+    "device_unavailable": (VALID + "device: mps\n", "device", "MPS is not available"),
+    "model_too_large_for_memory": (
+        VALID.replace("hidden: [4]}", "hidden: [100000000, 100000000]}"), "models[0]",
+        "model 'kan': 100,000,007,000,000,000 parameters need about"),
+    "unknown_dataset_option": (VALID.replace("[iris]", "[{name: iris, options: {foo: 1}}]"),
+                               "datasets[0].options.foo",
+                               "dataset 'iris' does not accept option 'foo'; accepted: none"),
+    "wrong_type_dataset_option": (
+        VALID.replace("[iris]", "[{name: toy_xy, options: {n_train: many}}]"),
+        "datasets[0].options.n_train", "must be an integer >= 10, got 'many'"),
+    "unknown_scheme_key": (VALID + "schemes: [{name: a, learning_rate: 0.1}]\n",
+                           "schemes[0].learning_rate",
+                           "unknown key 'learning_rate'; expected one of: name, optimizer, lr"),
+    "match_with_no_other_model": (
+        VALID.replace("  - {name: kan, adapter: native, hidden: [4]}\n", ""),
+        "models[0].budget.match", "unknown model 'kan'; the suite has no other model"),
+    "duplicate_seeds": (VALID.replace("seeds: [0]", "seeds: [0, 0]"), "seeds",
+                        "duplicate seed(s) [0]"),
+    "seed_above_range": (VALID.replace("seeds: [0]", f"seeds: [0, {2**63}]"), "seeds",
+                         "in [0, 2**63 - 1]"),
+    "seed_negative": (VALID.replace("seeds: [0]", "seeds: [-1]"), "seeds", "in [0, 2**63 - 1]"),
 }
 
 

@@ -39,7 +39,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from bench.errors import DataUnavailableError
+from bench.errors import DatasetError, DataUnavailableError
 
 ENV_DATA = "KANBENCH_DATA"
 ENV_CACHE = "KANBENCH_CACHE"
@@ -142,6 +142,34 @@ def checksum_status(path: Path, expected: dict[str, str]) -> str:
         if file_digest(path, algorithm) != digest.lower():
             return "mismatch"
     return "verified"
+
+
+def how_to_replace(source: str, n: int = 1) -> str:
+    """How to replace damaged files: the loaders download a missing file again."""
+    if n == 1:
+        return f"Delete it so it is downloaded again, or copy a good one from {source}."
+    return f"Delete them so they are downloaded again, or copy good ones from {source}."
+
+
+def checksum_error(dataset: str, files: Sequence[Path], algorithm: str,
+                   source: str) -> DatasetError:
+    """Files that differ from their published checksums: refused unless the dataset entry
+    opts out with ``verify_checksum: false``."""
+    listed = ", ".join(str(f) for f in files)
+    one = len(files) == 1
+    return DatasetError(
+        f"dataset '{dataset}': {listed} {'does' if one else 'do'} not match the published "
+        f"{algorithm} checksum ({'it is' if one else 'they are'} damaged, truncated or not the "
+        f"original). {how_to_replace(source, len(files))} To use {'it' if one else 'them'} as "
+        f"{'it is' if one else 'they are'}, give the dataset the option verify_checksum: false "
+        f"(it becomes part of every run's key)."
+    )
+
+
+def damaged(dataset: str, file: Path | str, problem: str, source: str) -> DatasetError:
+    """A data file that cannot be decoded or parsed."""
+    return DatasetError(f"dataset '{dataset}': {file} is damaged ({problem}). "
+                        f"{how_to_replace(source)}")
 
 
 def fingerprint(paths: Sequence[Path]) -> list[list[object]]:

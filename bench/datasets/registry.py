@@ -14,6 +14,23 @@ from bench.errors import DatasetError
 Loader = Callable[..., Dataset]
 
 
+class DatasetOptionError(DatasetError):
+    """A dataset option a loader cannot use: carries the option's name so that a suite can
+    name the key (``datasets[i].options.<option>``)."""
+
+    def __init__(self, option: str, message: str):
+        self.option = option
+        super().__init__(message)
+
+
+def checksum_flag(dataset: str, value: Any) -> bool:
+    """The ``verify_checksum`` option of the loaders whose files have published checksums."""
+    if not isinstance(value, bool):
+        raise DatasetOptionError("verify_checksum", f"dataset '{dataset}': option "
+                                 f"'verify_checksum' must be true or false, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
     name: str
@@ -51,13 +68,18 @@ def dataset_entry(name: str) -> DatasetEntry:
         ) from None
 
 
+def unknown_option(name: str, option: str) -> DatasetOptionError:
+    accepted = ", ".join(sorted(dataset_entry(name).options)) or "none"
+    return DatasetOptionError(
+        option, f"dataset '{name}' does not accept option '{option}'; accepted: {accepted}")
+
+
 def load_dataset(name: str, split: SplitSpec | None = None, data_dir: Path | None = None,
                  **options: Any) -> Dataset:
     entry = dataset_entry(name)
     unknown = sorted(set(options) - entry.options)
     if unknown:
-        accepted = ", ".join(sorted(entry.options)) or "none"
-        raise DatasetError(f"dataset '{name}' does not accept option(s) {unknown}; accepted: {accepted}")
+        raise unknown_option(name, unknown[0])
     return entry.loader(split=split or SplitSpec(), data_dir=data_dir, **options)
 
 

@@ -25,16 +25,20 @@ validation is carved from the training part (stratified, ``split.val_size``).
 
 A missing file is downloaded from the UCI repository unless ``KANBENCH_OFFLINE=1`` and kept
 only if its checksum matches (md5 for Adult, as published; sha256 for the others). When the
-data folder is read-only, downloads go to ``$KANBENCH_CACHE/uci/`` (searched too). Local files
-whose checksum differs are used with a warning and recorded as ``checksum: mismatch``.
+data folder is read-only, downloads go to ``$KANBENCH_CACHE/uci/`` (searched too). A local file
+whose checksum differs is refused with a :class:`~bench.errors.DatasetError` naming it, unless
+the dataset entry opts out with the option ``verify_checksum: false`` (accepted by every
+loader here that reads files; recorded as ``checksum: mismatch`` and part of every run's key).
+A file that cannot be parsed (empty, non-numeric values, an unknown class) is one DatasetError
+naming it and saying how to replace it.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,7 +50,7 @@ from sklearn import datasets as skd
 
 from bench.datasets import paths
 from bench.datasets.base import Dataset, SplitSpec, split_and_scale
-from bench.datasets.registry import dataset
+from bench.datasets.registry import DatasetOptionError, checksum_flag, dataset
 from bench.errors import DatasetError
 
 _BUNDLED = {
@@ -164,9 +168,15 @@ def _fetch_uci(file: UciFile, dest: Path) -> None:
     raise OSError("; ".join(failures))
 
 
-def uci_files(dataset_name: str, keys: list[str], data_dir: Path | None) -> tuple[list[Path], str]:
+def _page(file: UciFile) -> str:
+    return UCI_PAGES[file.rel.split("/")[0]]
+
+
+def uci_files(dataset_name: str, keys: list[str], data_dir: Path | None,
+              verify: bool = True) -> tuple[list[Path], str]:
     """Local paths of the named UCI files (downloading missing ones when allowed) and the
-    combined checksum status ('verified', 'mismatch' or 'unknown')."""
+    combined checksum status ('verified', 'mismatch' or 'unknown'); a mismatch is a
+    DatasetError unless ``verify`` is False."""
     base = paths.resolve_data_dir(data_dir) / "uci"
     cached = paths.cache_dir() / "uci"
     files = [UCI_FILES[k] for k in keys]
@@ -178,7 +188,7 @@ def uci_files(dataset_name: str, keys: list[str], data_dir: Path | None) -> tupl
     if missing:
         folder = base / files[0].rel.rsplit("/", 1)[0]
         names = [f.name for f in files]
-        how = (f"Download {', '.join(names)} from {UCI_PAGES[files[0].rel.split('/')[0]]} and "
+        how = (f"Download {', '.join(names)} from {_page(files[0])} and "
                f"copy {'them' if len(names) > 1 else 'it'} into {folder}/ (original file "
                f"names and formats).")
         if paths.offline():
@@ -197,9 +207,11 @@ def uci_files(dataset_name: str, keys: list[str], data_dir: Path | None) -> tupl
             found[i] = dest
     statuses = [paths.checksum_status(p, f.checksums) for f, p in zip(files, found)]
     if "mismatch" in statuses:
-        bad = [str(p) for p, s in zip(found, statuses) if s == "mismatch"]
-        warnings.warn(f"{dataset_name}: {', '.join(bad)} do not match the published checksums; "
-                      f"loading anyway (recorded as checksum: mismatch)", stacklevel=3)
+        bad = [(f, p) for f, p, s in zip(files, found, statuses) if s == "mismatch"]
+        if verify:
+            algorithm = "/".join(sorted({a for f, _ in bad for a in f.checksums}))
+            raise paths.checksum_error(dataset_name, [p for _, p in bad], algorithm,
+                                       _page(bad[0][0]))
         status = "mismatch"
     else:
         status = "verified" if all(s == "verified" for s in statuses) else "unknown"
@@ -289,26 +301,37 @@ def _read_adult(path: Path) -> pd.DataFrame:
     return df
 
 
-def _read_error(name: str, path: Path, exc: Exception) -> DatasetError:
-    return DatasetError(f"dataset '{name}': could not parse {path} "
-                        f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
-                        f"replace it with the original UCI file")
+def _parsed(name: str, files: list[Path], build: Callable[[], Dataset]) -> Dataset:
+    """``build()``, with any failure to read or use ``files`` (a damaged or foreign file:
+    pandas, scipy or scikit-learn errors) as one DatasetError naming the file."""
+    try:
+        return build()
+    except (DatasetError, MemoryError):
+        raise
+    except Exception as exc:
+        empty = next((p for p in files if p.stat().st_size == 0), None)
+        which = str(empty) if empty else " or ".join(str(p) for p in files)
+        text = " ".join(str(exc).split())[:300]
+        problem = "it is empty" if empty else type(exc).__name__ + (f": {text}" if text else "")
+        raise paths.damaged(name, which, f"cannot be read as the UCI file: {problem}",
+                            UCI_PAGES[name]) from None
 
 
 @dataset("adult", "classification",
          "UCI Adult (census income >50K): official 32561 / 16281 split, rows with missing "
-         "values dropped (30162 / 15060), 6 numeric + 8 one-hot categorical -> 104 features")
-def load_adult(split: SplitSpec, data_dir: Path | None = None) -> Dataset:
-    (train_path, test_path), status = uci_files("adult", ["adult.data", "adult.test"], data_dir)
-    try:
-        train, test = _read_adult(train_path), _read_adult(test_path)
-    except Exception as exc:
-        raise _read_error("adult", train_path.parent, exc) from None
-    return table_dataset("adult", train, "income", split, test=test,
-                         categorical=_ADULT_CATEGORICAL,
-                         info={"source": "UCI Adult (adult.data / adult.test)",
-                               "files": [str(train_path), str(test_path)], "checksum": status,
-                               "labels": "trailing '.' of adult.test labels removed"})
+         "values dropped (30162 / 15060), 6 numeric + 8 one-hot categorical -> 104 features",
+         options=("verify_checksum",))
+def load_adult(split: SplitSpec, data_dir: Path | None = None,
+               verify_checksum: bool = True) -> Dataset:
+    verify = checksum_flag("adult", verify_checksum)
+    (train_path, test_path), status = uci_files("adult", ["adult.data", "adult.test"], data_dir,
+                                                verify)
+    return _parsed("adult", [train_path, test_path], lambda: table_dataset(
+        "adult", _read_adult(train_path), "income", split, test=_read_adult(test_path),
+        categorical=_ADULT_CATEGORICAL,
+        info={"source": "UCI Adult (adult.data / adult.test)",
+              "files": [str(train_path), str(test_path)], "checksum": status,
+              "labels": "trailing '.' of adult.test labels removed"}))
 
 
 _MAGIC_COLUMNS = ["fLength", "fWidth", "fSize", "fConc", "fConc1", "fAsym", "fM3Long",
@@ -316,34 +339,38 @@ _MAGIC_COLUMNS = ["fLength", "fWidth", "fSize", "fConc", "fConc1", "fAsym", "fM3
 
 
 @dataset("magic", "classification",
-         "UCI MAGIC gamma telescope: 19020 x 10 numeric, 2 classes (g 12332, h 6688)")
-def load_magic(split: SplitSpec, data_dir: Path | None = None) -> Dataset:
-    (path,), status = uci_files("magic", ["magic04.data"], data_dir)
-    try:
-        df = pd.read_csv(path, header=None, names=_MAGIC_COLUMNS, sep=",")
-    except Exception as exc:
-        raise _read_error("magic", path, exc) from None
-    return table_dataset("magic", df, "class", split,
-                         info={"source": "UCI MAGIC Gamma Telescope (magic04.data)",
-                               "files": [str(path)], "checksum": status})
+         "UCI MAGIC gamma telescope: 19020 x 10 numeric, 2 classes (g 12332, h 6688)",
+         options=("verify_checksum",))
+def load_magic(split: SplitSpec, data_dir: Path | None = None,
+               verify_checksum: bool = True) -> Dataset:
+    (path,), status = uci_files("magic", ["magic04.data"], data_dir,
+                                checksum_flag("magic", verify_checksum))
+    return _parsed("magic", [path], lambda: table_dataset(
+        "magic", pd.read_csv(path, header=None, names=_MAGIC_COLUMNS, sep=","), "class", split,
+        info={"source": "UCI MAGIC Gamma Telescope (magic04.data)", "files": [str(path)],
+              "checksum": status}))
 
 
 @dataset("drybean", "classification",
-         "UCI Dry Bean: 13611 x 16 numeric shape features, 7 classes")
-def load_drybean(split: SplitSpec, data_dir: Path | None = None) -> Dataset:
+         "UCI Dry Bean: 13611 x 16 numeric shape features, 7 classes",
+         options=("verify_checksum",))
+def load_drybean(split: SplitSpec, data_dir: Path | None = None,
+                 verify_checksum: bool = True) -> Dataset:
     from scipy.io import arff
 
-    (path,), status = uci_files("drybean", ["Dry_Bean_Dataset.arff"], data_dir)
-    try:
+    (path,), status = uci_files("drybean", ["Dry_Bean_Dataset.arff"], data_dir,
+                                checksum_flag("drybean", verify_checksum))
+
+    def build() -> Dataset:
         records, meta = arff.loadarff(str(path))
         df = pd.DataFrame(records)
         target = meta.names()[-1]
         df[target] = df[target].map(lambda v: v.decode() if isinstance(v, bytes) else v)
-    except Exception as exc:
-        raise _read_error("drybean", path, exc) from None
-    return table_dataset("drybean", df, target, split,
-                         info={"source": "UCI Dry Bean (Dry_Bean_Dataset.arff, scipy.io.arff)",
-                               "files": [str(path)], "checksum": status})
+        return table_dataset("drybean", df, target, split,
+                             info={"source": "UCI Dry Bean (Dry_Bean_Dataset.arff, scipy.io.arff)",
+                                   "files": [str(path)], "checksum": status})
+
+    return _parsed("drybean", [path], build)
 
 
 _POKER_COLUMNS = [f"{kind}{i}" for i in range(1, 6) for kind in ("S", "C")] + ["hand"]
@@ -355,27 +382,25 @@ def _read_poker(path: Path) -> pd.DataFrame:
 
 @dataset("poker", "classification",
          "UCI Poker Hand (training file): 25010 x 10 (suit, rank of 5 cards), 10 classes, "
-         "highly imbalanced", options=("encoding", "test_file"))
+         "highly imbalanced", options=("encoding", "test_file", "verify_checksum"))
 def load_poker(split: SplitSpec, data_dir: Path | None = None, encoding: str = "numeric",
-               test_file: bool = False) -> Dataset:
+               test_file: bool = False, verify_checksum: bool = True) -> Dataset:
     """``encoding``: 'numeric' (10 integer features, standardised; the UCI description calls
     them ordinal) or 'onehot' (suits 4 and ranks 13 one-hot per card: 85 features).
     ``test_file``: use poker-hand-testing.data (1,000,000 rows) as the official test set
     instead of a stratified split of the training file."""
     if encoding not in ("numeric", "onehot"):
-        raise DatasetError(f"dataset 'poker': option 'encoding' must be 'numeric' or 'onehot', "
-                           f"got {encoding!r}")
+        raise DatasetOptionError("encoding", f"dataset 'poker': option 'encoding' must be "
+                                             f"'numeric' or 'onehot', got {encoding!r}")
     if not isinstance(test_file, bool):
-        raise DatasetError(f"dataset 'poker': option 'test_file' must be true or false, "
-                           f"got {test_file!r}")
+        raise DatasetOptionError("test_file", f"dataset 'poker': option 'test_file' must be "
+                                              f"true or false, got {test_file!r}")
+    verify = checksum_flag("poker", verify_checksum)
     keys = ["poker-hand-training-true.data"] + (["poker-hand-testing.data"] if test_file else [])
-    found, status = uci_files("poker", keys, data_dir)
-    try:
-        frames = [_read_poker(p) for p in found]
-    except Exception as exc:
-        raise _read_error("poker", found[0].parent, exc) from None
+    found, status = uci_files("poker", keys, data_dir, verify)
     categorical = _POKER_COLUMNS[:-1] if encoding == "onehot" else []
-    return table_dataset("poker", frames[0], "hand", split,
-                         test=frames[1] if test_file else None, categorical=categorical,
-                         info={"source": "UCI Poker Hand", "files": [str(p) for p in found],
-                               "checksum": status, "encoding": encoding})
+    return _parsed("poker", found, lambda: table_dataset(
+        "poker", _read_poker(found[0]), "hand", split,
+        test=_read_poker(found[1]) if test_file else None, categorical=categorical,
+        info={"source": "UCI Poker Hand", "files": [str(p) for p in found], "checksum": status,
+              "encoding": encoding}))

@@ -59,7 +59,7 @@ import numpy as np
 from scipy import special
 
 from bench.datasets.base import Dataset, SplitSpec, split_and_scale
-from bench.datasets.registry import dataset
+from bench.datasets.registry import DatasetOptionError, dataset
 from bench.errors import DatasetError
 
 OPTIONS = ("n_train", "n_test", "noise")
@@ -138,8 +138,8 @@ FUNCTIONS: dict[str, ToyFunction] = {
 
 def _count(name: str, key: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise DatasetError(f"dataset '{name}': option '{key}' must be an integer >= {minimum}, "
-                           f"got {value!r}")
+        raise DatasetOptionError(key, f"dataset '{name}': option '{key}' must be an integer "
+                                      f">= {minimum}, got {value!r}")
     return value
 
 
@@ -150,8 +150,8 @@ def generate(name: str, split: SplitSpec, n_train: int = 1000, n_test: int = 100
     n_train = _count(name, "n_train", n_train, 10)
     n_test = _count(name, "n_test", n_test, 1)
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
-        raise DatasetError(f"dataset '{name}': option 'noise' must be a number >= 0, "
-                           f"got {noise!r}")
+        raise DatasetOptionError("noise", f"dataset '{name}': option 'noise' must be a number "
+                                          f">= 0, got {noise!r}")
     # one stream per (seed, dataset): training inputs, test inputs, then the noise
     rng = np.random.default_rng([split.seed, zlib.crc32(name.encode())])
     x, y = f.sample(rng, n_train)

@@ -28,10 +28,14 @@ decoded uint8 tensors are saved as ``kanbench-decoded.pt`` next to the data, or,
 data folder is read-only (a shared copy), under ``$KANBENCH_CACHE/<folder>-<hash>/``
 (default ``~/.cache/kanbench/cache``). The cache is rebuilt when a source file's size or
 modification time changes. Checksums of the source files are compared with torchvision's
-published md5s and the result is recorded (``info["checksum"]``); files that do not match
-(for example tiny synthetic files in tests) are still loaded, with a warning. For CIFAR-10
-torchvision refuses batches whose md5 differs, so such files are read through a subclass of
-torchvision's ``CIFAR10`` with the md5 checks off (same pickle reader).
+published md5s and the result is recorded (``info["checksum"]``). Files that do not match are
+refused with a :class:`~bench.errors.DatasetError` naming them, unless the dataset entry opts
+out with the option ``verify_checksum: false`` (for example tiny synthetic files in tests;
+the option is part of every run's key, so such runs never mix with verified ones). For
+CIFAR-10 torchvision refuses batches whose md5 differs, so with the opt-out they are read
+through a subclass of torchvision's ``CIFAR10`` with the md5 checks off (same pickle reader).
+A file that cannot be decoded (a truncated or corrupted .gz, an IDX file whose size does not
+match its header) is one DatasetError naming it and saying how to replace it.
 
 Preprocessing, in order (every choice is recorded in ``Dataset.info``):
 
@@ -56,9 +60,11 @@ import logging
 import math
 import os
 import shutil
+import struct
 import tarfile
 import tempfile
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -71,14 +77,14 @@ from torchvision import datasets as tvd
 
 from bench.datasets import paths
 from bench.datasets.base import Dataset, SplitSpec, split_and_scale
-from bench.datasets.registry import dataset
+from bench.datasets.registry import DatasetOptionError, checksum_flag, dataset
 from bench.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
 CACHE_NAME = "kanbench-decoded.pt"
 CACHE_VERSION = 2  # 2: every blob names its reader
-OPTIONS = ("resize", "pca", "max_train", "normalize")
+OPTIONS = ("resize", "pca", "max_train", "normalize", "verify_checksum")
 
 _IDX_FILES = (
     "train-images-idx3-ubyte",
@@ -129,14 +135,6 @@ def _write_cache(path: Path, blob: dict[str, Any]) -> bool:
         return False
 
 
-def _check_mismatch(name: str, status: str, where: Path) -> None:
-    if status == "mismatch":
-        warnings.warn(
-            f"{name}: files in {where} do not match torchvision's published md5 checksums; "
-            f"loading them anyway (recorded as checksum: mismatch)", stacklevel=3,
-        )
-
-
 def _decoded(cache: Path, fp: list[Any], decode) -> tuple[dict[str, Any], Path | None]:
     """The decoded arrays: from the cache when it matches the sources' fingerprint, else from
     ``decode()`` and then written to the cache. Returns (blob, cache path or None when the cache
@@ -158,14 +156,14 @@ def _raw(blob: dict[str, Any], cache: Path | None, *, files: Path, downloaded: b
     )
 
 
-def _read_official(cls: type, root: Path, name: str, what: str, where: Path):
+def _read_official(cls: type, root: Path, name: str, what: str, where: Path, source: str):
     """torchvision's official train and test splits, or one DatasetError naming the files."""
     try:
         return cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
     except Exception as exc:
         raise DatasetError(
-            f"dataset '{name}': could not read the {what} in {where} ({_short(exc)}); "
-            f"replace them with the original files"
+            f"dataset '{name}': could not read the {what} in {where} ({_short(exc)}). "
+            f"{paths.how_to_replace(source, 2)}"
         ) from None
 
 
@@ -187,18 +185,42 @@ def _idx_root(candidates: list[Path], cls_name: str) -> Path | None:
     return None
 
 
-def _gunzip(src: Path, dst: Path) -> None:
+def _gunzip(src: Path, dst: Path, name: str, source: str) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
     try:
         with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
             shutil.copyfileobj(fin, fout, 1 << 20)
         os.replace(tmp, dst)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # truncated, corrupted, not gzip
+        raise paths.damaged(name, src, f"cannot be gunzipped: {_short(exc)}", source) from None
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _load_idx(name: str, cls: type, folder: str, data_dir: Path | None) -> _Raw:
+def _idx_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be an original IDX file of unsigned bytes (magic 0x0000 08 ndim,
+    ndim big-endian sizes, then the data), or None; torchvision's own errors name no file."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+        if len(head) < 4 or head[:3] != b"\x00\x00\x08":
+            return "no IDX header of unsigned bytes"
+        ndim = head[3]
+        sizes = f.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
+        return "its IDX header is cut short"
+    expected = 4 + 4 * ndim + math.prod(struct.unpack(f">{ndim}I", sizes))
+    size = path.stat().st_size
+    return None if size == expected else f"{size:,} bytes; its header describes {expected:,}"
+
+
+def _idx_source(cls: type, files: list[Path]) -> str:
+    """Where good copies of ``files`` (published gzipped) can be downloaded."""
+    mirror = cls.mirrors[0]
+    return f"{mirror}{files[0].name.removesuffix('.gz')}.gz" if len(files) == 1 else mirror
+
+
+def _load_idx(name: str, cls: type, folder: str, data_dir: Path | None, verify: bool) -> _Raw:
     base = paths.resolve_data_dir(data_dir)
     cls_name = cls.__name__
     # the data folder (two layouts), then where a download into a read-only folder went
@@ -213,29 +235,37 @@ def _load_idx(name: str, cls: type, folder: str, data_dir: Path | None) -> _Raw:
     work = paths.writable_twin(root, folder, cls_name, f"{cls_name}/raw")
     cache = work / cls_name / CACHE_NAME
     fp = [str(root.resolve()), *paths.fingerprint(sources)]
+    md5 = dict(cls.resources)
+    gz = [s for s in sources if s.suffix == ".gz"]
+
+    def mismatched() -> list[Path]:
+        return [s for s in gz if paths.checksum_status(s, {"md5": md5[s.name]}) == "mismatch"]
 
     def decode() -> dict[str, Any]:
-        md5 = dict(cls.resources)
-        gz = [s for s in sources if s.suffix == ".gz"]
+        bad = mismatched()
+        if bad and verify:
+            raise paths.checksum_error(name, bad, "md5", _idx_source(cls, bad))
         if not gz:
             status = "unknown (gunzipped files; md5s are published for the .gz files)"
-        elif any(paths.checksum_status(s, {"md5": md5[s.name]}) == "mismatch" for s in gz):
+        elif bad:
             status = "mismatch"
         else:
             status = "verified" if len(gz) == len(sources) else "partly verified (.gz files)"
-        _check_mismatch(name, status, raw)
-        if gz:  # torchvision reads the plain files: gunzip into a writable twin of raw/
-            tv_root = work
-            for src in sources:
-                dst = work / cls_name / "raw" / src.name.removesuffix(".gz")
-                if src.suffix == ".gz":
-                    _gunzip(src, dst)
-                elif src != dst:
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(src, dst)
-        else:
-            tv_root = root
-        train, test = _read_official(cls, tv_root, name, "IDX files", raw)
+        tv_root = work if gz else root  # torchvision reads plain files: gunzip into a twin
+        for src in sources:
+            plain = tv_root / cls_name / "raw" / src.name.removesuffix(".gz")
+            if src.suffix == ".gz":
+                _gunzip(src, plain, name, _idx_source(cls, [src]))
+            elif src != plain:
+                plain.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, plain)
+            problem = _idx_problem(plain)
+            if problem is not None:
+                if plain != src:  # a derived copy: never leave a bad one behind
+                    plain.unlink()
+                raise paths.damaged(name, src, problem, _idx_source(cls, [src]))
+        train, test = _read_official(cls, tv_root, name, "IDX files", raw,
+                                     _idx_source(cls, sources))
         return {
             "checksum": status,
             "x_train": train.data.unsqueeze(1).contiguous(), "y_train": train.targets.long(),
@@ -244,7 +274,11 @@ def _load_idx(name: str, cls: type, folder: str, data_dir: Path | None) -> _Raw:
             "reader": f"torchvision.datasets.{cls_name}",
         }
 
-    return _raw(*_decoded(cache, fp, decode), files=raw, downloaded=downloaded)
+    blob, written = _decoded(cache, fp, decode)
+    bad = mismatched() if verify and blob["checksum"] == "mismatch" else []
+    if bad:  # decoded earlier with verify_checksum: false
+        raise paths.checksum_error(name, bad, "md5", _idx_source(cls, bad))
+    return _raw(blob, written, files=raw, downloaded=downloaded)
 
 
 def _download_idx(name: str, cls: type, target: Path, folder: str) -> Path:
@@ -326,14 +360,14 @@ def _extract_cifar(archive_root: Path, folder: str) -> Path:
             shutil.rmtree(target)
         os.replace(tmp / tvd.CIFAR10.base_folder, target)
     except (OSError, tarfile.TarError) as exc:
-        raise DatasetError(f"dataset 'cifar10': could not extract "
-                           f"{archive_root / tvd.CIFAR10.filename} ({_short(exc)})") from None
+        raise paths.damaged("cifar10", archive_root / tvd.CIFAR10.filename,
+                            f"cannot be extracted: {_short(exc)}", tvd.CIFAR10.url) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return work
 
 
-def _load_cifar(name: str, data_dir: Path | None) -> _Raw:
+def _load_cifar(name: str, data_dir: Path | None, verify: bool) -> _Raw:
     base = paths.resolve_data_dir(data_dir)
     folder = "cifar10"
     candidates = [base / folder, base]
@@ -350,12 +384,18 @@ def _load_cifar(name: str, data_dir: Path | None) -> _Raw:
     cache = work / CACHE_NAME
     fp = [str(root.resolve()), *paths.fingerprint(sources)]
 
+    def mismatched() -> list[Path]:
+        return [batches / f for f, m in _cifar_files()
+                if paths.checksum_status(batches / f, {"md5": m}) == "mismatch"]
+
     def decode() -> dict[str, Any]:
-        statuses = [paths.checksum_status(batches / f, {"md5": m}) for f, m in _cifar_files()]
-        status = "verified" if all(s == "verified" for s in statuses) else "mismatch"
-        _check_mismatch(name, status, batches)
-        cls = tvd.CIFAR10 if status == "verified" else _UnverifiedCIFAR10
-        train, test = _read_official(cls, root, name, "CIFAR-10 batches", batches)
+        bad = mismatched()
+        if bad and verify:
+            raise paths.checksum_error(name, bad, "md5", tvd.CIFAR10.url)
+        status = "mismatch" if bad else "verified"
+        cls = _UnverifiedCIFAR10 if bad else tvd.CIFAR10
+        train, test = _read_official(cls, root, name, "CIFAR-10 batches", batches,
+                                     tvd.CIFAR10.url)
         as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
         return {
             "checksum": status,
@@ -365,7 +405,11 @@ def _load_cifar(name: str, data_dir: Path | None) -> _Raw:
             "reader": f"torchvision.datasets.{'CIFAR10' if cls is tvd.CIFAR10 else 'CIFAR10 (md5 checks off)'}",
         }
 
-    return _raw(*_decoded(cache, fp, decode), files=batches, downloaded=downloaded)
+    blob, written = _decoded(cache, fp, decode)
+    bad = mismatched() if verify and blob["checksum"] == "mismatch" else []
+    if bad:  # decoded earlier with verify_checksum: false
+        raise paths.checksum_error(name, bad, "md5", tvd.CIFAR10.url)
+    return _raw(blob, written, files=batches, downloaded=downloaded)
 
 
 def _download_cifar(name: str, target: Path, label: str) -> Path:
@@ -379,13 +423,38 @@ def _download_cifar(name: str, target: Path, label: str) -> Path:
 # preprocessing shared by the three sets
 
 
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    resize: int | None
+    pca: int | None
+    max_train: int | None
+    normalize: str
+    verify_checksum: bool
+
+
 def _positive_int(name: str, key: str, value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DatasetError(f"dataset '{name}': option '{key}' must be a positive integer or "
-                           f"null, got {value!r}")
+        raise DatasetOptionError(key, f"dataset '{name}': option '{key}' must be a positive "
+                                      f"integer or null, got {value!r}")
     return value
+
+
+def _options(name: str, resize: Any = None, pca: Any = None, max_train: Any = None,
+             normalize: Any = "feature", verify_checksum: Any = True) -> _Options:
+    """The options checked before any file is looked for (a typo costs no download)."""
+    if normalize not in ("feature", "channel"):
+        raise DatasetOptionError("normalize", f"dataset '{name}': option 'normalize' must be "
+                                              f"'feature' or 'channel', got {normalize!r}")
+    opts = _Options(_positive_int(name, "resize", resize), _positive_int(name, "pca", pca),
+                    _positive_int(name, "max_train", max_train), normalize,
+                    checksum_flag(name, verify_checksum))
+    if normalize == "channel" and opts.pca is not None:
+        raise DatasetOptionError("normalize", f"dataset '{name}': 'normalize: channel' cannot be "
+                                              f"combined with 'pca' (components have no "
+                                              f"channels); use 'feature'")
+    return opts
 
 
 def _resize(x: torch.Tensor, side: int, chunk: int = 8192) -> tuple[torch.Tensor, str]:
@@ -402,17 +471,8 @@ def _resize(x: torch.Tensor, side: int, chunk: int = 8192) -> tuple[torch.Tensor
     return torch.cat(out) if out else x.float(), mode
 
 
-def _prepare(name: str, raw: _Raw, split: SplitSpec, resize: Any = None, pca: Any = None,
-             max_train: Any = None, normalize: str = "feature") -> Dataset:
-    resize = _positive_int(name, "resize", resize)
-    n_pca = _positive_int(name, "pca", pca)
-    max_train = _positive_int(name, "max_train", max_train)
-    if normalize not in ("feature", "channel"):
-        raise DatasetError(f"dataset '{name}': option 'normalize' must be 'feature' or "
-                           f"'channel', got {normalize!r}")
-    if normalize == "channel" and n_pca is not None:
-        raise DatasetError(f"dataset '{name}': 'normalize: channel' cannot be combined with "
-                           f"'pca' (components have no channels); use 'feature'")
+def _prepare(name: str, raw: _Raw, split: SplitSpec, opts: _Options) -> Dataset:
+    resize, n_pca, max_train, normalize = opts.resize, opts.pca, opts.max_train, opts.normalize
     n_classes = len(raw.classes)
     info = dict(raw.info)
     c, h, w = (int(s) for s in raw.x_train.shape[1:])
@@ -424,9 +484,10 @@ def _prepare(name: str, raw: _Raw, split: SplitSpec, resize: Any = None, pca: An
         # the stratified validation split needs at least one row per class on each side
         need = math.ceil(n_classes / min(split.val_size, 1 - split.val_size))
         if max_train < need:
-            raise DatasetError(f"dataset '{name}': max_train={max_train} is too small for "
-                               f"stratified train/validation parts of {n_classes} classes with "
-                               f"val_size {split.val_size:g}; use at least {need}")
+            raise DatasetOptionError("max_train", f"dataset '{name}': max_train={max_train} is "
+                                     f"too small for stratified train/validation parts of "
+                                     f"{n_classes} classes with val_size {split.val_size:g}; "
+                                     f"use at least {need}")
         keep, _ = train_test_split(np.arange(len(y_pool)), train_size=max_train,
                                    random_state=split.seed, stratify=y_pool.numpy())
         keep = torch.from_numpy(np.sort(keep))
@@ -454,8 +515,8 @@ def _prepare(name: str, raw: _Raw, split: SplitSpec, resize: Any = None, pca: An
     if n_pca is not None:
         limit = min(x_train.shape[0], x_train.shape[1])
         if n_pca > limit:
-            raise DatasetError(f"dataset '{name}': pca={n_pca} exceeds min(training rows, "
-                               f"features) = {limit}")
+            raise DatasetOptionError("pca", f"dataset '{name}': pca={n_pca} exceeds "
+                                            f"min(training rows, features) = {limit}")
         model = PCA(n_components=n_pca, random_state=split.seed).fit(x_train.numpy())
         x_train, x_val, x_test = (torch.from_numpy(model.transform(a.numpy()).astype(np.float32))
                                   for a in (x_train, x_val, x_test))
@@ -498,7 +559,9 @@ def _prepare(name: str, raw: _Raw, split: SplitSpec, resize: Any = None, pca: An
          "MNIST handwritten digits: 60000 train + 10000 official test, 28x28 grey -> 784, "
          "10 classes", options=OPTIONS)
 def load_mnist(split: SplitSpec, data_dir: Path | None = None, **options: Any) -> Dataset:
-    return _prepare("mnist", _load_idx("mnist", tvd.MNIST, "mnist", data_dir), split, **options)
+    opts = _options("mnist", **options)
+    raw = _load_idx("mnist", tvd.MNIST, "mnist", data_dir, opts.verify_checksum)
+    return _prepare("mnist", raw, split, opts)
 
 
 @dataset("fashion_mnist", "classification",
@@ -506,12 +569,16 @@ def load_mnist(split: SplitSpec, data_dir: Path | None = None, **options: Any) -
          "10 classes", options=OPTIONS)
 def load_fashion_mnist(split: SplitSpec, data_dir: Path | None = None,
                        **options: Any) -> Dataset:
-    raw = _load_idx("fashion_mnist", tvd.FashionMNIST, "fashion-mnist", data_dir)
-    return _prepare("fashion_mnist", raw, split, **options)
+    opts = _options("fashion_mnist", **options)
+    raw = _load_idx("fashion_mnist", tvd.FashionMNIST, "fashion-mnist", data_dir,
+                    opts.verify_checksum)
+    return _prepare("fashion_mnist", raw, split, opts)
 
 
 @dataset("cifar10", "classification",
          "CIFAR-10: 50000 train + 10000 official test, 32x32 RGB -> 3072, 10 classes",
          options=OPTIONS)
 def load_cifar10(split: SplitSpec, data_dir: Path | None = None, **options: Any) -> Dataset:
-    return _prepare("cifar10", _load_cifar("cifar10", data_dir), split, **options)
+    opts = _options("cifar10", **options)
+    return _prepare("cifar10", _load_cifar("cifar10", data_dir, opts.verify_checksum), split,
+                    opts)

@@ -49,6 +49,7 @@ class RunResult:
     provenance: dict[str, str] = field(default_factory=dict)
     data_info: dict[str, Any] = field(default_factory=dict)  # split and preprocessing choices
     threads: int = 0
+    data_hash: str | None = None  # content hash of the data the run trained on
     values: dict[str, Scalar] = field(default_factory=dict)  # named per-run values
     series: list[SeriesPoint] = field(default_factory=list)  # per-step values
 

@@ -105,11 +105,14 @@ class RunSpec(_Strict):
     seed: int
     device: str
     interventions: Interventions = Interventions()
+    #: the planned data's content hash (bench.data_identity): not part of the key; a stored run
+    #: is reused only when the data it trained on has this hash
+    data_hash: str | None = None
 
     def identity(self) -> dict[str, Any]:
         """The configuration the key hashes: the suite name is left out (renaming a suite must
         not redo runs), the device type is kept (results differ), interventions only when set."""
-        data = self.model_dump(mode="json", exclude={"suite", "interventions"})
+        data = self.model_dump(mode="json", exclude={"suite", "interventions", "data_hash"})
         data["device"] = self.device.split(":", 1)[0]
         data["key_version"] = KEY_VERSION
         interventions = self.interventions.identity()

@@ -1,6 +1,13 @@
 """Render a store into ``<out>/<suite>.md`` and ``<out>/<suite>.html``.
 
 Reports read only the store, so they can be rebuilt at any time without rerunning anything.
+A suite's report shows the runs of that suite's current plan (``run_keys``) and says how many
+other runs the store holds; without ``run_keys`` it shows every run and says so.
+
+Every text that comes from a suite (names, labels, messages, recorded value names,
+provenance) is data: the HTML template autoescapes, the Markdown one escapes every value it
+prints (:func:`md_escape`), plots draw text literally and file names go through
+:mod:`bench.names`. Files are replaced whole (:mod:`bench.report.files`).
 """
 
 from __future__ import annotations
@@ -8,6 +15,9 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
+from collections import Counter
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,10 +26,28 @@ import jinja2
 import pandas as pd
 
 from bench.errors import StoreError
+from bench.names import file_stem, inside, named_file
+from bench.records.metrics import higher_is_better
+from bench.report.files import atomic_file
 from bench.report.plots import learning_curves
 from bench.report.tables import numeric_values, summarise
 from bench.store import Store
-from bench.records.metrics import higher_is_better
+
+#: a regression model whose mean test RMSE is this many times the best one's is left out of
+#: the headline: it diverged in all but name
+RUNAWAY_RMSE_FACTOR = 100
+
+_MD_PUNCTUATION = re.compile(r"[\\`*\[\]<>|#~&]")
+# an underscore between two letters or digits never starts emphasis; any other one may
+_MD_EDGE_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
+
+
+def md_escape(value: Any) -> str:
+    """``value`` as literal Markdown text: one line (a newline would end a table row), with
+    every character that could start markup, an HTML tag or a table cell backslash-escaped."""
+    text = " ".join(str(value).splitlines())
+    text = _MD_PUNCTUATION.sub(r"\\\g<0>", text)
+    return _MD_EDGE_UNDERSCORE.sub(r"\\_", text)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -44,21 +72,54 @@ def _metric_pm(metric: str, mean: float, std: float) -> str:
     return _pm(mean, std)
 
 
-def _headline(table: pd.DataFrame) -> list[dict[str, Any]]:
+def _excluded(g: pd.DataFrame) -> dict[str, str]:
+    """model -> why it may not win one dataset/scheme's headline: a finished run with a
+    non-finite test metric, or (regression) a mean test RMSE over RUNAWAY_RMSE_FACTOR times
+    the best model's."""
+    why = {r.model: f"non-finite test metric in {r.nonfinite} of {r.ok} finished runs"
+           for r in g.itertuples() if r.nonfinite}
+    finite = g[~g.model.isin(why)]
+    if not finite.empty and (finite.metric == "rmse").all():
+        best = finite.test_metric_mean.min()
+        for r in finite.itertuples():
+            if best > 0 and r.test_metric_mean > RUNAWAY_RMSE_FACTOR * best:
+                why[r.model] = (f"mean test RMSE {r.test_metric_mean / best:.3g}x the best "
+                                f"model's, over {RUNAWAY_RMSE_FACTOR}x")
+    return why
+
+
+def _contenders(table: pd.DataFrame) -> dict[tuple[str, str], tuple[pd.DataFrame, dict]]:
+    """(dataset, scheme) -> (the models that may win, best first; the excluded ones and why)."""
+    out = {}
+    for key, g in table[table.ok > 0].groupby(["dataset", "scheme"], sort=False):
+        excluded = _excluded(g)
+        out[key] = (g[~g.model.isin(excluded)], excluded)
+    return out
+
+
+def _headline(contenders: dict[tuple[str, str], tuple[pd.DataFrame, dict]]) -> list[dict]:
     """Per dataset/scheme: best KAN against best MLP, with a crude noise check."""
     lines = []
-    for (dataset, scheme), g in table[table.ok > 0].groupby(["dataset", "scheme"], sort=False):
-        kan, mlp = g[g.family == "kan"].head(1), g[g.family == "mlp"].head(1)
+    for (dataset, scheme), (g, excluded) in contenders.items():
+        line: dict[str, Any] = {
+            "dataset": dataset, "scheme": scheme, "best": None,
+            "excluded": ", ".join(f"{model} ({why})" for model, why in excluded.items())}
+        if g.empty:
+            lines.append(line)
+            continue
         best = g.iloc[0]
-        line = {"dataset": dataset, "scheme": scheme, "metric": best.metric,
-                "best": best.model, "best_value": _metric_pm(best.metric, best.test_metric_mean,
-                                                             best.test_metric_std)}
+        line.update(metric=best.metric, best=best.model,
+                    best_value=_metric_pm(best.metric, best.test_metric_mean,
+                                          best.test_metric_std))
+        kan, mlp = g[g.family == "kan"].head(1), g[g.family == "mlp"].head(1)
         if not kan.empty and not mlp.empty:
             k, m = kan.iloc[0], mlp.iloc[0]
             diff = k.test_metric_mean - m.test_metric_mean
             noise = math.hypot(k.test_metric_std, m.test_metric_std)
             kan_better = diff > 0 if higher_is_better(best.metric) else diff < 0
-            if abs(diff) <= noise:
+            if min(k.ok, m.ok) < 2:  # one seed has no spread to compare a difference with
+                verdict = "1 seed: no verdict"
+            elif abs(diff) <= noise:
                 verdict = "within noise (difference ≤ combined std over seeds)"
             else:
                 verdict = ("KAN better" if kan_better else "MLP better") + \
@@ -75,25 +136,90 @@ def _headline(table: pd.DataFrame) -> list[dict[str, Any]]:
     return lines
 
 
+def _by_group(runs: pd.DataFrame, values: list[str]) -> str:
+    """The values of one setting that differs between runs, by scheme, else by scheme and
+    model, else (configurations mixed in one store) with their number of runs."""
+    for columns in (["scheme"], ["scheme", "model"]):
+        labels = runs[columns].astype(str).agg(" / ".join, axis=1)
+        per_label: dict[str, set[str]] = {}
+        for label, value in zip(labels, values):
+            per_label.setdefault(label, set()).add(value)
+        if all(len(v) == 1 for v in per_label.values()):
+            per_value: dict[str, list[str]] = {}
+            for label, (value,) in per_label.items():
+                per_value.setdefault(value, []).append(label)
+            return ", ".join(f"{json.loads(v)} ({', '.join(labels)})"
+                             for v, labels in per_value.items())
+    return ", ".join(f"{json.loads(v)} ({n} run{'s' if n != 1 else ''})"
+                     for v, n in Counter(values).items())
+
+
+def _training_settings(runs: pd.DataFrame) -> tuple[dict[str, Any], list[str]]:
+    """The training settings of the runs shown (never of one run standing for all): those
+    equal across all of them once, and one line per setting that differs."""
+    trainings = [json.loads(c).get("training", {}) for c in runs.config_json]
+    names = list(dict.fromkeys(name for t in trainings for name in t))
+    common: dict[str, Any] = {}
+    differing = []
+    for name in names:
+        values = [json.dumps(t.get(name), sort_keys=True) for t in trainings]
+        if len(set(values)) == 1:
+            common[name] = trainings[0].get(name)
+        else:
+            differing.append(f"{name}: {_by_group(runs, values)}")
+    return common, differing
+
+
+def _environment(runs: pd.DataFrame) -> dict[str, Any]:
+    """CPUs, GPUs and library versions over the runs shown (several where they differ)."""
+    envs = [json.loads(e) for e in runs.env_json.dropna()]
+
+    def distinct(values) -> list[str]:
+        return list(dict.fromkeys(str(v) for v in values if v is not None))
+
+    libraries: dict[str, list[str]] = {}
+    for env in envs:
+        for lib, version in (env.get("libraries") or {}).items():
+            libraries.setdefault(lib, [])
+            if str(version) not in libraries[lib]:
+                libraries[lib].append(str(version))
+    return {"cpus": distinct(e.get("cpu") for e in envs),
+            "gpus": distinct(e.get("gpu") for e in envs),
+            "libraries": {lib: " / ".join(v) for lib, v in libraries.items()}}
+
+
 def _image(path: Path | None, inline: bool, out_dir: Path) -> str | None:
     if path is None:
         return None
     if inline:
         return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
-    return str(path.relative_to(out_dir))
+    return path.relative_to(out_dir).as_posix()
 
 
-def build_context(store: Store, out_dir: Path, suite_name: str) -> dict[str, Any]:
-    runs = store.runs()
-    if runs.empty:
+def build_context(store: Store, out_dir: Path, suite_name: str,
+                  run_keys: list[str] | None = None,
+                  description: str | None = None) -> dict[str, Any]:
+    """What the templates show: the runs in ``run_keys`` (every run when None)."""
+    everything = store.runs()
+    if everything.empty:
         raise StoreError(f"{store.path} holds no runs yet")
+    if run_keys is None:
+        runs, planned = everything, len(everything)
+    else:
+        planned = len(set(run_keys))
+        runs = everything[everything.run_key.isin(set(run_keys))]
+        if runs.empty:
+            raise StoreError(f"{store.path} holds none of this suite's {planned} runs (it holds "
+                             f"{len(everything)} runs of other configurations): run the suite "
+                             f"first, or report the whole store without --suite")
+    runs = runs.reset_index(drop=True)
     value_names = numeric_values(runs, store.value_names())
     table = summarise(runs, value_names)
     curves = store.curves()
-    first = runs.iloc[0]
-    env = json.loads(first.env_json or "{}")
-    config = json.loads(first.config_json)
-    asset_dir = out_dir / f"{suite_name}_files"
+    if not curves.empty:
+        curves = curves[curves.run_key.isin(set(runs.run_key))]
+    asset_dir = inside(out_dir, file_stem(suite_name, "suite name") + "_files")
+    contenders = _contenders(table)
 
     datasets = []
     for dataset, g in table.groupby("dataset", sort=False):
@@ -102,24 +228,28 @@ def build_context(store: Store, out_dir: Path, suite_name: str) -> dict[str, Any
         data_info = json.loads(dr.data_json.dropna().iloc[0]) if dr.data_json.notna().any() else {}
         plot = None
         if not curves.empty:
-            plot = learning_curves(curves, dataset, metric, asset_dir / f"{_slug(dataset)}.png")
+            plot = learning_curves(curves, dataset, metric, named_file(
+                asset_dir, dataset, ".png", "dataset label", unique=True))
         rows = []
         value_rows = []
         schemes = g.scheme.unique()
         shown_values = [n for n in value_names if g[f"{n}_n"].sum() > 0]
         for _, r in g.iterrows():
-            best = g[(g.scheme == r.scheme) & (g.ok > 0)].head(1)
+            eligible = contenders.get((dataset, r.scheme), (pd.DataFrame(), {}))[0]
             notes = []
             if r.diverged:
                 notes.append(f"{r.diverged} diverged")
             if r.errors:
-                notes.append(f"{r.errors} failed")
+                notes.append(f"{r.errors} failed: {r.error_message}")
             if r.skipped:
                 notes.append(f"skipped: {r.skip_reason}")
+            if r.nonfinite:
+                notes.append(f"{r.nonfinite} with a non-finite test metric")
             if not math.isnan(r.warmup_time_s_mean):
                 notes.append(f"compile {r.warmup_time_s_mean:.3g} s per run, not in train time")
             rows.append({
-                "model": r.model, "scheme": r.scheme, "family": r.family, "impl": r.impl or "-",
+                "model": r.model, "scheme": r.scheme, "family": r.family,
+                "impl": r.impl if isinstance(r.impl, str) else "-",  # NaN: skipped runs
                 "arch": r.arch, "params": f"{r.params:,}" if r.params else "-",
                 "budget": _budget_cell(r),
                 "test": _metric_pm(metric, r.test_metric_mean, r.test_metric_std),
@@ -129,7 +259,7 @@ def build_context(store: Store, out_dir: Path, suite_name: str) -> dict[str, Any
                 "best_test_epoch": _metric_pm(metric, r.test_metric_best_test_mean,
                                               r.test_metric_best_test_std),
                 "runs": f"{r.ok}/{r.seeds}", "notes": "; ".join(notes),
-                "is_best": not best.empty and best.iloc[0].model == r.model,
+                "is_best": not eligible.empty and eligible.iloc[0].model == r.model,
             })
             if shown_values:
                 value_rows.append({"model": r.model, "scheme": r.scheme, "cells": [
@@ -142,21 +272,27 @@ def build_context(store: Store, out_dir: Path, suite_name: str) -> dict[str, Any
             "value_names": shown_values, "value_rows": value_rows,
         })
 
-    status_counts = runs.status.value_counts().to_dict()
+    training, differing = _training_settings(runs)
     return {
         "suite": suite_name,
+        "description": description or "",
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "store": str(store.path),
         "n_runs": len(runs),
-        "status_counts": status_counts,
+        "scope": {"filtered": run_keys is not None, "others": len(everything) - len(runs),
+                  "missing": planned - len(runs)},
+        "status_counts": runs.status.value_counts().to_dict(),
         "seeds": sorted(runs.seed.unique().tolist()),
-        "training": config.get("training", {}),
-        "schemes": sorted(runs.scheme.unique().tolist()),
-        "env": env,
+        "training": training,
+        "training_differs": differing,
+        "select": training.get("select", "differs between runs (see above)"),
+        "schemes": list(dict.fromkeys(runs.scheme)),
+        "env": _environment(runs),
         "devices": sorted(runs.device.dropna().unique().tolist()),
-        "threads": sorted(runs.threads.dropna().astype(int).unique().tolist()),
+        # runs that never trained (skipped) record no thread count
+        "threads": sorted(runs.threads[runs.threads > 0].astype(int).unique().tolist()),
         "datasets": datasets,
-        "headline": _headline(table),
+        "headline": _headline(contenders),
         "fmt": _fmt,
     }
 
@@ -171,29 +307,39 @@ def _budget_cell(r: pd.Series) -> str:
     return f"target ({err})"
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+def _environment_for(markdown: bool) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("bench.report", "templates"),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        # suite text is data: HTML templates autoescape, Markdown escapes every printed value
+        autoescape=jinja2.select_autoescape(["html", "html.j2"]),
+        finalize=md_escape if markdown else None,
+    )
 
 
 def write_report(store_path: str | Path, out_dir: str | Path = "reports",
-                 suite_name: str | None = None) -> tuple[Path, Path]:
-    """Write the Markdown and HTML reports for a store; returns their paths."""
+                 suite_name: str | None = None, *, run_keys: list[str] | None = None,
+                 description: str | None = None) -> tuple[Path, Path]:
+    """Write the Markdown and HTML reports for a store (the runs in ``run_keys``, or every
+    run); returns their paths. Each file is replaced whole: a failure part way leaves the
+    previous report."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with Store(store_path, create=False) as store:
+    with Store(store_path, readonly=True) as store:
         runs = store.runs()
         name = suite_name or (runs.suite.iloc[0] if not runs.empty else Path(store_path).stem)
-        ctx = build_context(store, out, name)
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("bench.report", "templates"),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-        autoescape=jinja2.select_autoescape(["html", "html.j2"]),
-    )
-    md_path, html_path = out / f"{name}.md", out / f"{name}.html"
-    for d in ctx["datasets"]:
-        d["plot"] = _image(d["plot_path"], inline=False, out_dir=out)
-    md_path.write_text(env.get_template("report.md.j2").render(**ctx), encoding="utf-8")
-    for d in ctx["datasets"]:
-        d["plot"] = _image(d["plot_path"], inline=True, out_dir=out)
-    html_path.write_text(env.get_template("report.html.j2").render(**ctx), encoding="utf-8")
+        ctx = build_context(store, out, name, run_keys, description)
+    stem = file_stem(name, "suite name")
+    md_path, html_path = inside(out, f"{stem}.md"), inside(out, f"{stem}.html")
+    markdown, html = _environment_for(True), _environment_for(False)
+    # both files are rendered into temporary files first: a failure leaves the previous pair
+    with ExitStack() as stack:
+        md_file = stack.enter_context(atomic_file(md_path))
+        html_file = stack.enter_context(atomic_file(html_path))
+        for d in ctx["datasets"]:
+            d["plot"] = _image(d["plot_path"], inline=False, out_dir=out)
+        md_file.writelines(markdown.get_template("report.md.j2").generate(**ctx))
+        for d in ctx["datasets"]:
+            d["plot"] = _image(d["plot_path"], inline=True, out_dir=out)
+        html_file.writelines(html.get_template("report.html.j2").generate(**ctx))
     return md_path, html_path

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from bench.records.metrics import higher_is_better
+
+
+def _first_line(errors: pd.Series, limit: int = 200) -> str | None:
+    """The first line of the first error (its type and message; the traceback tail follows)."""
+    if errors.empty:
+        return None
+    line = (str(errors.iloc[0]).strip().splitlines() or [""])[0]
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def _mean_std(values: pd.Series) -> tuple[float, float]:
@@ -55,6 +64,11 @@ def summarise(runs: pd.DataFrame, value_names: list[str] = ()) -> pd.DataFrame:
             "skipped": int((g.status == "skipped").sum()),
             "skip_reason": g.error[g.status == "skipped"].iloc[0]
             if (g.status == "skipped").any() else None,
+            "error_message": _first_line(g.error[g.status == "error"].dropna()),
+            # finished runs whose test metric is NaN or infinite (SQLite keeps NaN as NULL):
+            # the mean below skips NaN, so such a model could otherwise look best
+            "nonfinite": int((~np.isfinite(pd.to_numeric(ok.test_metric, errors="coerce")
+                                           .astype(float))).sum()),
         }
         for col in AGGREGATED:
             row[f"{col}_mean"], row[f"{col}_std"] = _mean_std(ok[col])
