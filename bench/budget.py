@@ -122,14 +122,26 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:,.1f} GiB"
 
 
-def check_memory(params: int, what: str, model: str) -> None:
-    """Raise :class:`ModelTooLarge` naming ``what`` when training ``params`` parameters cannot
-    fit in the available memory (no check when the available memory is unknown)."""
+def activation_memory(spec: ModelSpec, family: str, in_dim: int, out_dim: int, rows: int) -> int:
+    """Estimated bytes of the values one forward and backward keeps for ``rows`` samples: per
+    sample, every layer width in float32, twice for an MLP (pre-activation and activation), and
+    G + k + 2 times for a KAN (its basis and base branch per input). A rough lower bound."""
+    per_value = spec.grid + spec.k + 2 if family == "kan" else 2
+    return rows * sum(spec.widths(in_dim, out_dim)) * per_value * 4
+
+
+def check_memory(params: int, what: str, model: str, activations: int = 0) -> None:
+    """Raise :class:`ModelTooLarge` naming ``what`` when training ``params`` parameters (plus
+    ``activations`` bytes of kept values) cannot fit in the available memory (no check when the
+    available memory is unknown)."""
     available = available_memory()
-    need = training_memory(params)
+    need = training_memory(params) + activations
     if available is not None and need > available:
+        parts = (f"{_gib(training_memory(params))} for float32 weights, gradients and Adam's two "
+                 f"moments (parameters x 4 bytes x 4)")
+        if activations:
+            parts += f" and {_gib(activations)} for the values a batch keeps"
         raise ModelTooLarge(
-            f"{what}: {params:,} parameters need about {_gib(need)} to train (float32 weights, "
-            f"gradients and Adam's two moments: parameters x 4 bytes x 4), more than the "
-            f"{_gib(available)} of memory available; use smaller hidden widths, grid or budget",
-            model)
+            f"{what}: {params:,} parameters need about {_gib(need)} to train ({parts}), more "
+            f"than the {_gib(available)} of memory available; use smaller hidden widths, grid "
+            f"or budget", model)

@@ -84,7 +84,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bench.report.files import check_writable_folder
     import torch
 
-    from bench.runner import execute, oversubscription
+    from bench.machine import busy_warning
+    from bench.runner import execute
     from bench.store import Store, default_store_path
 
     suite = suite_mod.load(args.suite)
@@ -105,7 +106,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     plan = build_plan(suite, args.suite, device=args.device, data_dir=args.data_dir)
     store_path = Path(args.store) if args.store else default_store_path(name)
     with Store(store_path) as store:
-        busy = oversubscription(torch.get_num_threads())
+        busy = busy_warning(torch.get_num_threads())
         if busy:
             print(f"warning: {busy}", file=sys.stderr)
         summary = execute(plan, store, retry_errors=args.retry_errors,

@@ -14,12 +14,13 @@ import torch
 
 import adapters
 from adapters import AdapterError, ModelSpec
-from bench.budget import ModelTooLarge, Solved, check_memory, solve_width
+from bench.budget import ModelTooLarge, Solved, activation_memory, check_memory, solve_width
 from bench.data_identity import content_hash
 from bench.datasets import Dataset, DatasetOptionError, cached_dataset
 from bench.errors import BudgetError, KanbenchError, SuiteError
 from bench.records.spec import Interventions, RunSpec
 from bench.suite import ModelEntry, Suite
+from bench.train import EVAL_BATCH
 
 @dataclass(frozen=True)
 class DataShape:
@@ -165,8 +166,18 @@ def build_plan(suite: Suite, path: str | Path, *, device: str | None = None,
             raise SuiteError(str(path), key, str(exc)) from None
         solved_all[entry.display] = solved
         for scheme, training in suite.resolved_schemes():
-            for m in suite.models:
+            for index, m in enumerate(suite.models):
                 s = solved[m.name]
+                # a training batch, or an evaluation chunk of the largest split, whichever is
+                # larger, keeps its values in memory at once
+                rows = max(training.batch_size, min(EVAL_BATCH, shape.n_train))
+                family = adapters.get(m.adapter).family
+                try:
+                    check_memory(s.params, f"dataset '{entry.display}', model '{m.name}'",
+                                 m.name, activation_memory(s.spec, family, shape.in_dim,
+                                                           shape.out_dim, rows))
+                except ModelTooLarge as exc:
+                    raise SuiteError(str(path), f"models[{index}]", str(exc)) from None
                 budget = None
                 if s.target is not None:
                     budget = {"reference": s.reference, "target": s.target,

@@ -10,7 +10,6 @@ next starts, so an interrupted suite resumes where it stopped.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import adapters
+from bench import machine
 from bench.callbacks import Callback
 from bench.data_identity import content_hash
 from bench.datasets import cached_dataset, dataset_entry
@@ -73,31 +73,11 @@ def run_one(spec: RunSpec, data_dir: str | Path | None = None,
         return RunResult(status="error", metric=data.metric, data_hash=loaded, error=(
             f"the data loaded for this run (content hash {loaded}) is not the data it was "
             f"planned on ({spec.data_hash}): a data file changed meanwhile; run the suite again"))
-    load_before = machine_load()
+    before = machine.sample()
     result = fit(spec, data, adapter, callbacks)
     result.data_hash = loaded
-    result.record("load_1m_before", load_before)
-    result.record("load_1m_after", machine_load())
+    result.record("others_cpu_load", machine.others_load(before, machine.sample()))
     return result
-
-
-def machine_load() -> float | None:
-    """The 1-minute load average (None where the platform has none)."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
-
-
-def oversubscription(threads: int) -> str | None:
-    """A warning when other processes already keep the cores busy: timings taken now are
-    distorted (two processes of 2 torch threads on 2 cores made training 15-30x slower)."""
-    load, cores = machine_load(), os.cpu_count()
-    if load is None or not cores or load + threads <= cores + 0.5:
-        return None
-    return (f"the machine is busy: load average {load:.1f} on {cores} cores before training "
-            f"with {threads} torch threads; timings of this suite will be distorted (each run "
-            f"records the load as load_1m_before/after)")
 
 
 def execute(plan: Plan, store: Store, *, retry_errors: bool = False,

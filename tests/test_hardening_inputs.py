@@ -75,6 +75,17 @@ def test_model_too_large_for_memory(write_suite, capsys, monkeypatch):
     assert main(["budget", str(path)]) == 0
 
 
+def test_the_values_a_batch_keeps_count_towards_the_memory(write_suite, capsys, monkeypatch):
+    monkeypatch.setattr(budget, "available_memory", lambda: 20 << 30)
+    # an MLP of 8e8 parameters: 11.9 GiB of weights and optimiser state fits in 20 GiB, but the
+    # 96 training rows of iris evaluated at once keep 96 x 1e8 x 2 floats = 71.5 GiB
+    mlp = ONE_MODEL.replace("adapter: native, hidden: [4]", "adapter: mlp, hidden: [100000000]")
+    path = write_suite(mlp, name="mlp")
+    _fails(path, capsys, f"error: {path}: models[0]: ", "800,000,003 parameters",
+           "71.5 GiB for the values a batch keeps")
+    assert main(["budget", str(write_suite(mlp.replace("100000000", "1000000"), name="ok"))]) == 0
+
+
 def test_available_memory_reads_the_machine():
     avail = budget.available_memory()
     assert avail is None or avail > 0

@@ -327,6 +327,27 @@ def test_models_with_non_finite_or_runaway_results_do_not_win_the_headline(tmp_p
     assert re.search(r"excluded: kan_huge \(mean test RMSE .*100x", reg), reg
 
 
+def test_runs_on_unverified_data_or_a_busy_machine_are_marked(tmp_path):
+    with Store(tmp_path / "m.sqlite") as store:
+        for seed, (checksum, load) in enumerate([("mismatch", 0.1), ("verified", 3.0),
+                                                 ("verified", 0.2)]):
+            spec = RunSpec(
+                suite="marks", dataset="iris", dataset_label="iris", dataset_options={},
+                split=SplitSpec(), model="mlp", adapter="mlp", family="mlp",
+                arch=ModelSpec(hidden=(4,)), params=50, budget=None, scheme="default",
+                training=TrainingSpec(epochs=1), seed=seed, device="cpu")
+            result = RunResult(status="ok", metric="accuracy", params=50, train_metric=0.9,
+                               val_metric=0.9, test_metric=0.9, gap=0.0, best_epoch=1, epochs=1,
+                               steps=1, train_time_s=1.0, throughput=100.0, threads=2,
+                               data_info={"checksum": checksum})
+            result.record("others_cpu_load", load)
+            store.save(spec, result, env={"cpu_count": 2})
+    md = write_report(tmp_path / "m.sqlite", tmp_path / "out")[0].read_text(encoding="utf-8")
+    row = next(line for line in md.splitlines() if line.startswith("| **mlp** |"))
+    assert "1 on data that failed its published checksum" in row
+    assert "timings of 1 taken while other processes kept the cores busy" in row
+
+
 # -- 5. atomic writes -----------------------------------------------------------------------------
 
 def _snapshot(folder: Path) -> dict[Path, bytes]:

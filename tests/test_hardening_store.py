@@ -9,12 +9,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from bench import runner
+from bench import machine, runner
 from bench import suite as suite_mod
 from bench.cli import main
 from bench.data_identity import content_hash
@@ -195,17 +196,30 @@ def test_two_processes_on_one_store_run_the_suite_once_between_them(write_suite,
         assert len(s.finished_keys()) == 8 and s.claims() == {}
 
 
-def test_an_oversubscribed_machine_is_reported(monkeypatch):
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (2.1, 1.0, 1.0))
-    assert "busy" in runner.oversubscription(threads=2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 1.0, 1.0))
-    assert runner.oversubscription(threads=2) is None
+def test_other_processes_cpu_load_is_measured_and_our_own_is_not():
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # let it start spinning
+        start = machine.sample()
+        time.sleep(1.0)
+        assert machine.others_load(start, machine.sample()) >= 0.6
+        assert machine.busy_warning(threads=os.cpu_count(), seconds=0.5) is not None
+    finally:
+        spinner.kill()
+        spinner.wait()
+    start = machine.sample()
+    deadline = time.perf_counter() + 1.0
+    while time.perf_counter() < deadline:  # this process spins: not counted as others
+        pass
+    assert machine.others_load(start, machine.sample()) < 0.5
+    assert machine.oversubscribed(1.0, threads=2, cores=2)
+    assert not machine.oversubscribed(0.3, threads=2, cores=2)
 
 
-def test_each_run_records_the_machine_load(write_suite):
-    result = run_one(_plan(write_suite).runs[0])
-    assert result.values["load_1m_before"] >= 0 and result.values["load_1m_after"] >= 0
+def test_each_run_records_the_cpu_load_of_other_processes(write_suite):
+    text = SUITE.replace("epochs: 2", "epochs: 80").replace("[iris]", "[digits]")
+    result = run_one(_plan(write_suite, text).runs[0])
+    assert result.wall_time_s > 0.3 and result.values["others_cpu_load"] >= 0
     assert result.data_hash is not None
 
 

@@ -138,6 +138,9 @@ def test_a_foreign_sqlite_file_is_refused_and_left_untouched(tmp_path):
     db.close()
     before = path.read_bytes()
     assert main(["export", str(path)]) == 2
+    assert main(["report", str(path), "--out-dir", str(tmp_path / "reports")]) == 2
+    assert main(["run", str(FIXTURES / "schema2_suite.yaml"), "--store", str(path), "-q",
+                 "--no-report"]) == 2
     assert path.read_bytes() == before
     assert _raw(path, "SELECT name FROM sqlite_master WHERE type='table'") == [("runs",)]
 

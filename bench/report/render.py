@@ -245,6 +245,12 @@ def build_context(store: Store, out_dir: Path, suite_name: str,
                 notes.append(f"skipped: {r.skip_reason}")
             if r.nonfinite:
                 notes.append(f"{r.nonfinite} with a non-finite test metric")
+            if r.unverified:
+                notes.append(f"{r.unverified} on data that failed its published checksum "
+                             f"(verify_checksum: false)")
+            if r.busy:
+                notes.append(f"timings of {r.busy} taken while other processes kept the "
+                             f"cores busy: not comparable")
             if not math.isnan(r.warmup_time_s_mean):
                 notes.append(f"compile {r.warmup_time_s_mean:.3g} s per run, not in train time")
             rows.append({

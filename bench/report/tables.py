@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 
+from bench.machine import MARGIN
 from bench.records.metrics import higher_is_better
 
 
@@ -36,11 +38,33 @@ def numeric_values(runs: pd.DataFrame, names: list[str]) -> list[str]:
     return [n for n in names if n in runs and pd.to_numeric(runs[n], errors="coerce").notna().any()]
 
 
+def _json_field(blobs: pd.Series, key: str) -> pd.Series:
+    return blobs.map(lambda b: json.loads(b).get(key) if isinstance(b, str) else None)
+
+
+def unverified_data(runs: pd.DataFrame) -> pd.Series:
+    """Runs made on data files that failed their published checksum (``verify_checksum:
+    false``), as the loader recorded in the run's data protocol."""
+    return _json_field(runs.data_json, "checksum") == "mismatch"
+
+
+def busy_machine(runs: pd.DataFrame) -> pd.Series:
+    """Runs trained while other processes kept the cores busy (``others_cpu_load`` plus the
+    run's threads above the CPU count, see bench/machine.py): their timings do not compare."""
+    if "others_cpu_load" not in runs:
+        return pd.Series(False, index=runs.index)
+    others = pd.to_numeric(runs.others_cpu_load, errors="coerce")
+    cores = pd.to_numeric(_json_field(runs.env_json, "cpu_count"), errors="coerce")
+    threads = pd.to_numeric(runs.threads, errors="coerce").fillna(1)
+    return (others + threads > cores + MARGIN).fillna(False).astype(bool)
+
+
 def summarise(runs: pd.DataFrame, value_names: list[str] = ()) -> pd.DataFrame:
     """Aggregate runs over seeds. Metrics average only the runs that finished ``ok``; the
     counts of diverged, failed and skipped runs are columns of their own. Each numeric named
     per-run value in ``value_names`` gets ``<name>_mean``, ``<name>_std`` and ``<name>_n``."""
     extra = numeric_values(runs, list(value_names))
+    runs = runs.assign(_unverified=unverified_data(runs), _busy=busy_machine(runs))
     rows = []
     keys = ["dataset", "scheme", "model"]
     for (dataset, scheme, model), g in runs.groupby(keys, sort=False):
@@ -69,6 +93,8 @@ def summarise(runs: pd.DataFrame, value_names: list[str] = ()) -> pd.DataFrame:
             # the mean below skips NaN, so such a model could otherwise look best
             "nonfinite": int((~np.isfinite(pd.to_numeric(ok.test_metric, errors="coerce")
                                            .astype(float))).sum()),
+            "unverified": int(g._unverified.sum()),
+            "busy": int(ok._busy.sum()),
         }
         for col in AGGREGATED:
             row[f"{col}_mean"], row[f"{col}_std"] = _mean_std(ok[col])
