@@ -121,7 +121,9 @@ def execute(plan: Plan, store: Store, *, retry_errors: bool = False,
                         held.append(spec)
                     continue
                 try:
-                    _run_and_save(spec, plan, store, env, stored, summary, progress, callbacks)
+                    with store.heartbeat(spec.key):
+                        _run_and_save(spec, plan, store, env, stored, summary, progress,
+                                      callbacks)
                 finally:
                     store.release(spec.key)  # no-op once saved (the save removes the claim)
             if held and len(held) == len(pending):  # all held elsewhere: wait for them

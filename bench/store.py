@@ -24,8 +24,10 @@ import logging
 import os
 import socket
 import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,10 @@ __all__ = ["EXPORT_COLUMNS", "FINISHED", "RUN_COLUMNS", "SCHEMA_VERSION", "Store
            "default_store_path", "reusable"]
 
 SCHEMA_VERSION = 3
+#: a running process renews its claims this often; a claim from another host that has not been
+#: renewed for CLAIM_EXPIRY_S is taken for the claim of a process that has gone
+HEARTBEAT_S = 30.0
+CLAIM_EXPIRY_S = 300.0
 
 #: the runs table, in export order: (column, SQL declaration)
 RUN_COLUMNS: list[tuple[str, str]] = [
@@ -339,8 +345,9 @@ class Store:
             if row is not None and row[0] in FINISHED and _same_data(row[1], data_hash):
                 return False
             holder = self._db.execute(
-                "SELECT host, pid, process_start FROM claims WHERE run_key = ?", (key,)).fetchone()
-            if holder is not None and tuple(holder) != me and _alive(*holder):
+                "SELECT host, pid, process_start, claimed_at FROM claims WHERE run_key = ?",
+                (key,)).fetchone()
+            if holder is not None and tuple(holder[:3]) != me and _alive(*holder):
                 return False
             self._db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
                              (key, *me, _now()))
@@ -355,8 +362,35 @@ class Store:
 
     def claims(self) -> dict[str, tuple[str, int, bool]]:
         """run_key -> (host, pid, alive) of every claim."""
-        rows = self._db.execute("SELECT run_key, host, pid, process_start FROM claims")
-        return {k: (h, p, _alive(h, p, s)) for k, h, p, s in rows}
+        rows = self._db.execute("SELECT run_key, host, pid, process_start, claimed_at FROM claims")
+        return {k: (h, p, _alive(h, p, s, at)) for k, h, p, s, at in rows}
+
+    @contextmanager
+    def heartbeat(self, key: str, every_s: float = HEARTBEAT_S) -> Iterator[None]:
+        """While the block runs, renew this process's claim of ``key`` every ``every_s``
+        seconds (from a thread with its own connection), so that processes on other hosts,
+        which cannot see whether this one lives, let the claim expire only when it stops."""
+        stop = threading.Event()
+        host, pid, start = _process_identity()
+
+        def beat() -> None:
+            db = sqlite3.connect(self.path, timeout=30)
+            try:
+                while not stop.wait(every_s):
+                    with db:
+                        db.execute("UPDATE claims SET claimed_at = ? WHERE run_key = ? AND "
+                                   "host = ? AND pid = ? AND process_start = ?",
+                                   (_now(), key, host, pid, start))
+            finally:
+                db.close()
+
+        thread = threading.Thread(target=beat, name=f"kanbench-claim-{key}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     # -- reading ---------------------------------------------------------------------------
     def statuses(self) -> dict[str, tuple[str, str | None]]:
@@ -492,11 +526,16 @@ def _process_identity() -> tuple[str, int, str]:
     return socket.gethostname(), pid, _process_start(pid)
 
 
-def _alive(host: str, pid: int, start: str) -> bool:
-    """Whether the claiming process still runs. A claim from another host cannot be checked
-    from here and counts as alive."""
+def _alive(host: str, pid: int, start: str, claimed_at: str) -> bool:
+    """Whether the claiming process still runs: on this host, whether that process exists; on
+    another host (which cannot be checked from here), whether it renewed its claim within
+    :data:`CLAIM_EXPIRY_S` (see :meth:`Store.heartbeat`)."""
     if host != socket.gethostname():
-        return True
+        try:
+            renewed = datetime.fromisoformat(claimed_at)
+        except (TypeError, ValueError):
+            return False
+        return (datetime.now(timezone.utc) - renewed).total_seconds() < CLAIM_EXPIRY_S
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from bench.errors import StoreError
 from bench.plan import build_plan
 from bench.records import SplitSpec
 from bench.runner import execute, run_one
-from bench.store import Store, _process_start
+from bench.store import CLAIM_EXPIRY_S, Store, _process_start
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -174,6 +175,26 @@ def test_a_claim_held_by_a_live_process_is_left_to_it_then_taken_over(write_suit
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_claim_from_another_host_expires_unless_renewed(write_suite, tmp_path):
+    key = _plan(write_suite).runs[0].key
+    with Store(tmp_path / "s.sqlite") as store:
+        def claimed(at):
+            with store._db:
+                store._db.execute("INSERT OR REPLACE INTO claims VALUES (?, 'elsewhere', 1, '', ?)",
+                                  (key, at))
+        now = datetime.now(timezone.utc)
+        claimed(now.isoformat(timespec="seconds"))
+        assert not store.claim(key)  # live on its host, as far as anyone here can tell
+        claimed((now - timedelta(seconds=CLAIM_EXPIRY_S + 60)).isoformat(timespec="seconds"))
+        assert store.claim(key)  # not renewed: its process is taken to have gone
+        with store._db:
+            store._db.execute("UPDATE claims SET claimed_at = '2000-01-01T00:00:00+00:00'")
+        with store.heartbeat(key, every_s=0.05):
+            time.sleep(0.3)
+        renewed = store._db.execute("SELECT claimed_at FROM claims").fetchone()[0]
+        assert datetime.fromisoformat(renewed) > now - timedelta(seconds=5)
 
 
 def test_two_processes_on_one_store_run_the_suite_once_between_them(write_suite, tmp_path):
