@@ -112,8 +112,8 @@ def execute(plan: Plan, store: Store, *, retry_errors: bool = False,
         while pending:
             held = []
             for spec in pending:
-                if not store.claim(spec.key, spec.data_hash):
-                    if spec.key in store.finished_keys():
+                if not store.claim(spec.key, spec.data_hash, retry_errors):
+                    if reusable(*store.stored(spec.key), spec.data_hash, retry_errors):
                         summary.elsewhere += 1
                         if progress:
                             progress.run_done_elsewhere(spec)

@@ -333,16 +333,16 @@ class Store:
             )
 
     # -- claims: which process is running which run ---------------------------------------
-    def claim(self, key: str, data_hash: str | None = None) -> bool:
-        """Claim the run ``key`` for this process: False when it is finished meanwhile (on data
-        with ``data_hash``, when given) or a live process holds it. A claim whose process is
+    def claim(self, key: str, data_hash: str | None = None, retry_errors: bool = False) -> bool:
+        """Claim the run ``key`` for this process: False when a stored result of it stands
+        meanwhile (see :func:`reusable`) or a live process holds it. A claim whose process is
         gone (killed, crashed) is taken over."""
         me = _process_identity()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")  # one claimer at a time
             row = self._db.execute("SELECT status, data_hash FROM runs WHERE run_key = ?",
                                    (key,)).fetchone()
-            if row is not None and row[0] in FINISHED and _same_data(row[1], data_hash):
+            if row is not None and reusable(row[0], row[1], data_hash, retry_errors):
                 return False
             holder = self._db.execute(
                 "SELECT host, pid, process_start, claimed_at FROM claims WHERE run_key = ?",
@@ -396,6 +396,12 @@ class Store:
     def statuses(self) -> dict[str, tuple[str, str | None]]:
         """run_key -> (status, error) for every stored run."""
         return {k: (s, e) for k, s, e in self._db.execute("SELECT run_key, status, error FROM runs")}
+
+    def stored(self, key: str) -> tuple[str | None, str | None]:
+        """(status, data_hash) of the run ``key`` ((None, None) when it is not stored)."""
+        row = self._db.execute("SELECT status, data_hash FROM runs WHERE run_key = ?",
+                               (key,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
 
     def data_hashes(self) -> dict[str, str | None]:
         """run_key -> the content hash of the data each stored run trained on (None: unknown,

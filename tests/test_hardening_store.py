@@ -23,7 +23,7 @@ from bench.data_identity import content_hash
 from bench.datasets import cached_dataset, load_dataset
 from bench.errors import StoreError
 from bench.plan import build_plan
-from bench.records import SplitSpec
+from bench.records import RunResult, SplitSpec
 from bench.runner import execute, run_one
 from bench.store import CLAIM_EXPIRY_S, Store, _process_start
 
@@ -255,3 +255,21 @@ def test_interrupting_a_run_releases_its_claim(write_suite, tmp_path, monkeypatc
         with pytest.raises(KeyboardInterrupt):
             execute(plan, store)
         assert store.claims() == {}
+
+
+def test_a_run_that_failed_in_another_process_meanwhile_is_not_retried(write_suite, tmp_path):
+    plan = _plan(write_suite)
+    other = plan.runs[0]
+    with Store(tmp_path / "s.sqlite") as store:
+        class Other:  # after this process planned its pending runs, another one records a failure
+            def start(self, total, pending):
+                store.save(other, RunResult(status="error", error="boom"), env={})
+            def run_started(self, spec): pass
+            def run_finished(self, spec, result): pass
+            def run_done_elsewhere(self, spec): pass
+            def waiting(self, runs, holders): pass
+            def close(self): pass
+
+        summary = execute(plan, store, progress=Other())
+        assert (summary.ran, summary.elsewhere) == (7, 1)
+        assert store.statuses()[other.key] == ("error", "boom")
