@@ -43,6 +43,12 @@ class TqdmProgress:
         if self.bar is not None:
             self.bar.set_postfix_str(f"{spec.dataset_label} / {spec.model} / seed {spec.seed}")
 
+    def run_epoch(self, spec, epoch: int, epochs: int, metric: str, value: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{spec.dataset_label} / {spec.model} / seed {spec.seed}: "
+                                     f"epoch {epoch}/{epochs}, validation {metric} "
+                                     f"{_fmt_metric(metric, value)}")
+
     def run_finished(self, spec, result) -> None:
         if result.status == "ok":
             line = (f"{result.metric} test {_fmt_metric(result.metric, result.test_metric)} "

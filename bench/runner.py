@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import adapters
 from bench import machine
-from bench.callbacks import Callback
+from bench.callbacks import Callback, EpochProgress
 from bench.data_identity import content_hash
 from bench.datasets import cached_dataset, dataset_entry
 from bench.envinfo import environment
@@ -37,6 +37,8 @@ class Progress(Protocol):
 
     def start(self, total: int, pending: int) -> None: ...
     def run_started(self, spec: RunSpec) -> None: ...
+    def run_epoch(self, spec: RunSpec, epoch: int, epochs: int, metric: str,
+                  value: float) -> None: ...
     def run_finished(self, spec: RunSpec, result: RunResult) -> None: ...
     def run_done_elsewhere(self, spec: RunSpec) -> None: ...
     def waiting(self, runs: int, holders: list[str]) -> None: ...
@@ -143,9 +145,11 @@ def execute(plan: Plan, store: Store, *, retry_errors: bool = False,
 def _run_and_save(spec: RunSpec, plan: Plan, store: Store, env: dict, stored: dict,
                   summary: Summary, progress: Progress | None,
                   callbacks: list[Callback] | None) -> None:
+    extra = list(callbacks or [])
     if progress:
         progress.run_started(spec)
-    result = run_one(spec, plan.data_dir, callbacks)
+        extra.append(EpochProgress(lambda *epoch: progress.run_epoch(spec, *epoch)))
+    result = run_one(spec, plan.data_dir, extra)
     # A skip that repeats the stored skip changes nothing: leave the row as it is.
     if not (result.status == "skipped" and stored.get(spec.key) == ("skipped", result.error)):
         store.save(spec, result, env)

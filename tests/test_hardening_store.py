@@ -41,6 +41,18 @@ models:
 """
 
 
+class QuietProgress:
+    """A runner progress that shows nothing (tests override what they watch)."""
+
+    def start(self, total, pending): pass
+    def run_started(self, spec): pass
+    def run_epoch(self, spec, epoch, epochs, metric, value): pass
+    def run_finished(self, spec, result): pass
+    def run_done_elsewhere(self, spec): pass
+    def waiting(self, runs, holders): pass
+    def close(self): pass
+
+
 def _plan(write_suite, text=SUITE):
     path = write_suite(text)
     return build_plan(suite_mod.load(path), path)
@@ -152,16 +164,13 @@ def test_a_claim_held_by_a_live_process_is_left_to_it_then_taken_over(write_suit
             assert not store.claim(plan.runs[0].key)
             seen = []
 
-            class Watch:
-                def start(self, total, pending): pass
+            class Watch(QuietProgress):
                 def run_started(self, spec): seen.append(("started", spec.key))
-                def run_finished(self, spec, result): pass
                 def run_done_elsewhere(self, spec): seen.append(("elsewhere", spec.key))
                 def waiting(self, runs, holders):
                     seen.append(("waiting", runs))
                     if len([s for s in seen if s[0] == "waiting"]) == 2:
                         holder.kill()  # the holder dies: its claims expire
-                def close(self): pass
 
             summary = execute(plan, store, progress=Watch(), poll_s=0.05)
             assert summary.ran == 8 and store.claims() == {}
@@ -261,15 +270,27 @@ def test_a_run_that_failed_in_another_process_meanwhile_is_not_retried(write_sui
     plan = _plan(write_suite)
     other = plan.runs[0]
     with Store(tmp_path / "s.sqlite") as store:
-        class Other:  # after this process planned its pending runs, another one records a failure
+        class Other(QuietProgress):  # once this process has planned, another records a failure
             def start(self, total, pending):
                 store.save(other, RunResult(status="error", error="boom"), env={})
-            def run_started(self, spec): pass
-            def run_finished(self, spec, result): pass
-            def run_done_elsewhere(self, spec): pass
-            def waiting(self, runs, holders): pass
-            def close(self): pass
 
         summary = execute(plan, store, progress=Other())
         assert (summary.ran, summary.elsewhere) == (7, 1)
         assert store.statuses()[other.key] == ("error", "boom")
+
+
+def test_a_run_reports_its_epoch_and_validation_metric_as_it_goes(write_suite, tmp_path):
+    plan = _plan(write_suite)
+    seen = []
+
+    class Epochs(QuietProgress):
+        def run_epoch(self, spec, epoch, epochs, metric, value):
+            seen.append((spec.key, epoch, epochs, metric, value))
+
+    with Store(tmp_path / "s.sqlite") as store:
+        execute(plan, store, progress=Epochs())
+        curves = store.curves()
+    assert len(seen) == 8 * 2
+    for key, epoch, epochs, metric, value in seen:
+        row = curves[(curves.run_key == key) & (curves.epoch == epoch)]
+        assert (epochs, metric) == (2, "accuracy") and value == row.val_metric.item()
