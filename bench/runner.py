@@ -74,7 +74,8 @@ def run_one(spec: RunSpec, data_dir: str | Path | None = None,
     if spec.data_hash is not None and loaded != spec.data_hash:
         return RunResult(status="error", metric=data.metric, data_hash=loaded, error=(
             f"the data loaded for this run (content hash {loaded}) is not the data it was "
-            f"planned on ({spec.data_hash}): a data file changed meanwhile; run the suite again"))
+            f"planned on ({spec.data_hash}): a data file changed meanwhile; run the suite again "
+            f"with --retry-errors"))
     before = machine.sample()
     result = fit(spec, data, adapter, callbacks)
     result.data_hash = loaded

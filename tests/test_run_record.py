@@ -23,8 +23,10 @@ from bench.callbacks import Callback, FitState, ShockCallback
 from bench.cli import main
 from bench.plan import build_plan
 from bench.records import Interventions, ProbeSpec, RunResult, ShockSpec
+from bench.records.result import HEADLINE_FIELDS
 from bench.report import write_report
 from bench.runner import execute, run_one
+from bench.store import _RUN_COLUMN_NAMES as RUN_COLUMN_NAMES
 from bench.store import SCHEMA_VERSION, Store
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -190,6 +192,9 @@ def test_a_value_may_not_shadow_a_headline_field():
     r = RunResult(status="ok")
     with pytest.raises(ValueError, match="headline"):
         r.record("test_metric", 1.0)
+    for column in RUN_COLUMN_NAMES - HEADLINE_FIELDS:  # every other column of the store
+        with pytest.raises(ValueError, match="column"):
+            r.record(column, 1.0)
     with pytest.raises(TypeError):
         r.record("tensor", torch.ones(2))
 

@@ -57,6 +57,8 @@ class RunResult:
         """Set a named per-run value (a number, a string or None)."""
         if name in HEADLINE_FIELDS:
             raise ValueError(f"'{name}' is a headline field of RunResult: set the attribute")
+        if name in RUN_COLUMNS:
+            raise ValueError(f"'{name}' names a column of the run's record: choose another name")
         if isinstance(value, bool):
             value = int(value)
         elif value is not None and not isinstance(value, (int, float, str)):
@@ -68,6 +70,15 @@ class RunResult:
         """Append one point of the per-step series ``name``."""
         self.series.append(SeriesPoint(int(step), int(epoch), name, float(value)))
 
+
+#: the store's run columns that do not come from RunResult (identity, configuration, blobs);
+#: a per-run value may not take one of these names, nor a headline field's
+RUN_COLUMNS = frozenset({
+    "run_key", "pair_key", "suite", "dataset", "task", "model", "impl", "impl_version",
+    "family", "adapter", "arch", "scheme", "seed", "budget_reference", "budget_target",
+    "budget_error", "device", "finished_at", "config_json", "provenance_json", "data_json",
+    "env_json",
+})
 
 #: RunResult's own fields that are not the open parts (values, series, curves, blobs)
 HEADLINE_FIELDS = frozenset(
