@@ -25,6 +25,7 @@ _EXPORTS = {
     "AdapterError": "adapters.base",
     "AdapterUnavailableError": "adapters.base",
     "UnknownAdapterError": "adapters.base",
+    "InitTarget": "adapters.base",
     "isolated_rng": "adapters.base",
     "ModelSpec": "adapters.spec",
     "get": "adapters.registry",
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
         Adapter,
         AdapterError,
         AdapterUnavailableError,
+        InitTarget,
         UnknownAdapterError,
         isolated_rng,
     )

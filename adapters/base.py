@@ -17,6 +17,7 @@ import contextlib
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -35,6 +36,82 @@ class UnknownAdapterError(AdapterError, LookupError):
 
 class AdapterUnavailableError(AdapterError):
     """Raised by ``build`` when the implementation cannot be imported on this machine."""
+
+
+#: Roles of the tensors a named initialisation touches (``bench/init.py``; README
+#: "Initialisations"). Drawn from the initialisation's distribution with the target's fans:
+#: ``weight`` (an MLP's ``nn.Linear`` weight), ``base_weight`` (a KAN's per-edge weight of the
+#: base/residual branch), ``spline_coefficients`` (B-spline coefficients). Set to a constant:
+#: ``spline_scaler`` (per-edge multiplier of the spline branch) and ``node_scale`` (per-node
+#: output multiplier) to 1, ``bias`` to 0.
+INIT_DRAWN_ROLES = frozenset({"weight", "base_weight", "spline_coefficients"})
+INIT_FILLED_ROLES = frozenset({"spline_scaler", "node_scale", "bias"})
+INIT_ROLES = INIT_DRAWN_ROLES | INIT_FILLED_ROLES
+
+
+@dataclass(frozen=True, eq=False)
+class InitTarget:
+    """One tensor a named initialisation writes, as :meth:`Adapter.init_targets` declares it.
+
+    ``name`` is the parameter's name in ``model.named_parameters()``; ``tensor`` is that
+    parameter or a view of part of it (inkan's packed weight holds two roles), written in
+    place. ``fan_in`` / ``fan_out`` are the fans the formulas use, by role rather than by
+    tensor layout (pykan stores its edges (in, out), efficient-kan (out, in)); a drawn role
+    needs both, a filled role (scaler, bias) has none.
+    """
+
+    role: str
+    name: str
+    tensor: torch.Tensor
+    fan_in: int | None = None
+    fan_out: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in INIT_ROLES:
+            raise ValueError(
+                f"unknown init role {self.role!r}; expected one of {', '.join(sorted(INIT_ROLES))}"
+            )
+        if self.role in INIT_DRAWN_ROLES:
+            for fan in (self.fan_in, self.fan_out):
+                if isinstance(fan, bool) or not isinstance(fan, int) or fan < 1:
+                    raise ValueError(
+                        f"init target {self.name} ({self.role}): fan_in and fan_out must be "
+                        f"positive integers, got {self.fan_in!r}, {self.fan_out!r}"
+                    )
+
+
+def named_targets(model: torch.nn.Module, specs: Iterable[tuple]) -> list[InitTarget]:
+    """:class:`InitTarget` s from ``(role, parameter or view of one, fan_in, fan_out)`` tuples,
+    each named by the parameter it belongs to in ``model.named_parameters()``."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    targets = []
+    for role, tensor, fan_in, fan_out in specs:
+        name = names.get(id(tensor if tensor._base is None else tensor._base))
+        if name is None:
+            raise AdapterError(f"init target ({role}, shape {tuple(tensor.shape)}) is no parameter of the model")
+        targets.append(InitTarget(role, name, tensor, fan_in, fan_out))
+    return targets
+
+
+def bspline_edge_targets(
+    base_weight: torch.Tensor,
+    spline_coefficients: torch.Tensor,
+    spline_scaler: torch.Tensor | None = None,
+) -> list[tuple]:
+    """The ``(role, tensor, fan_in, fan_out)`` of one B-spline KAN layer in efficient-kan's
+    layout: ``base_weight`` (out, in), ``spline_coefficients`` (out, in, G+k), optional
+    ``spline_scaler`` (out, in). The fans of the coefficients are ``in*(G+k)`` and
+    ``out*(G+k)`` (what ``torch.nn.init`` computes for that tensor: an output's spline branch
+    is a linear map of the ``in*(G+k)`` basis values of its inputs); the base weight's are those
+    of a Linear layer, ``in`` and ``out``."""
+    n_out, n_in, n_bases = spline_coefficients.shape
+    specs: list[tuple] = [
+        ("base_weight", base_weight, n_in, n_out),
+        ("spline_coefficients", spline_coefficients, n_in * n_bases, n_out * n_bases),
+    ]
+    if spline_scaler is not None:
+        specs.append(("spline_scaler", spline_scaler, None, None))
+    return specs
 
 
 class Adapter(ABC):
@@ -104,6 +181,14 @@ class Adapter(ABC):
         compares steady-state speed and the one-off cost stays visible.
         """
         return False
+
+    def init_targets(self, model: torch.nn.Module) -> list[InitTarget]:
+        """The tensors a named initialisation (``bench.init.apply_init``: kaiming, xavier,
+        normal(std)) writes, with their roles and fans; every other parameter keeps the value
+        ``build`` gave it. The default, no targets, means the adapter cannot be initialised
+        other than by its own ``build`` ("default"). The README's "Initialisations" table
+        lists each adapter's choice."""
+        return []
 
     # -- instrumentation -------------------------------------------------------------------
     @abstractmethod

@@ -22,7 +22,9 @@ from adapters.base import (
     AdapterError,
     AdapterUnavailableError,
     ModelSpec,
+    bspline_edge_targets,
     isolated_rng,
+    named_targets,
     package_version,
 )
 
@@ -228,6 +230,15 @@ class EfficientKANAdapter(Adapter):
         tensor is returned because it is the parameter a shock can perturb in place.
         """
         return [layer.spline_weight for layer in self._layers(model)]
+
+    def init_targets(self, model):
+        """Per layer ``base_weight`` (out, in), ``spline_weight`` (out, in, G+k) and
+        ``spline_scaler`` (out, in); see :func:`bspline_edge_targets`."""
+        specs = []
+        for layer in self._layers(model):
+            scaler = getattr(layer, "spline_scaler", None)  # absent without a standalone scaler
+            specs += bspline_edge_targets(layer.base_weight, layer.spline_weight, scaler)
+        return named_targets(model, specs)
 
     def regularization(self, model):
         """efficient-kan's ``regularization_loss()`` summed over layers: the L1 of the mean

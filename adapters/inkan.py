@@ -29,6 +29,7 @@ from adapters.base import (
     ModelSpec,
     compile_warm_up,
     isolated_rng,
+    named_targets,
     package_version,
 )
 
@@ -158,3 +159,23 @@ class InkanAdapter(Adapter):
         coefficients first and the ``in`` base weights per output last (its ``spline_weight``
         is a view of the first part, not a parameter of its own)."""
         return [layer.weight for layer in model.layers]
+
+    def init_targets(self, model):
+        """Each layer's packed weight ``(out, in*(G+3) + in)`` as two targets, views of it: the
+        spline block ``[:, :in*(G+3)]`` (fans ``in*(G+3)`` and ``out*(G+3)``, as every B-spline
+        KAN's coefficients) and the base block ``[:, in*(G+3):]`` (fans in and out). inkan has
+        no spline scaler and no bias."""
+        if not isinstance(model, InkanNet):
+            raise AdapterError(f"inkan: expected an InkanNet, got {type(model)}")
+        specs = []
+        for layer in model.layers:
+            n_in, n_out, n_bases = layer.in_features, layer.out_features, layer.n_bases
+            n = n_in * n_bases
+            if getattr(layer, "dim", 1) != 1 or layer.weight.shape != (n_out, n + n_in):
+                raise AdapterError(f"inkan: unexpected packed weight {tuple(layer.weight.shape)}")
+            with torch.no_grad():  # plain views, to be written in place
+                specs += [
+                    ("spline_coefficients", layer.weight[:, :n], n, n_out * n_bases),
+                    ("base_weight", layer.weight[:, n:], n_in, n_out),
+                ]
+        return named_targets(model, specs)

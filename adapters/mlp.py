@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from adapters.base import Adapter, ModelSpec, isolated_rng
+from adapters.base import Adapter, ModelSpec, isolated_rng, named_targets
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
@@ -53,3 +53,13 @@ class MLPAdapter(Adapter):
 
     def spline_coefficients(self, model):
         return [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+
+    def init_targets(self, model):
+        """Each Linear's weight (fan_in = in, fan_out = out, as torch.nn.init) and bias."""
+        specs = []
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                specs.append(("weight", m.weight, m.in_features, m.out_features))
+                if m.bias is not None:
+                    specs.append(("bias", m.bias, None, None))
+        return named_targets(model, specs)

@@ -18,6 +18,7 @@ from adapters.base import (
     AdapterUnavailableError,
     ModelSpec,
     isolated_rng,
+    named_targets,
     package_version,
 )
 
@@ -198,6 +199,31 @@ class PykanAdapter(Adapter):
     def spline_coefficients(self, model):
         """The ``coef`` tensor (in, out, G+k) of each KANLayer, input layer first."""
         return [layer.coef for layer in self._kan(model).act_fun]
+
+    def init_targets(self, model):
+        """Per KANLayer: ``scale_base`` (in, out) is the base branch's per-edge weight (pykan has
+        no other), fans in and out; ``coef`` (in, out, G+k) the spline coefficients, fans
+        ``in*(G+k)`` and ``out*(G+k)`` as for efficient-kan's (out, in, G+k) tensor (by role,
+        not by layout); ``scale_sp`` (in, out) the spline scaler. Per MultKAN layer the node
+        and subnode affine maps: ``node_scale_l``, ``subnode_scale_l`` and ``node_bias_l``,
+        ``subnode_bias_l`` (frozen unless option affine_trainable)."""
+        kan = self._kan(model)
+        specs: list[tuple] = []
+        for layer in kan.act_fun:
+            n_in, n_out, n_bases = layer.coef.shape
+            specs += [
+                ("base_weight", layer.scale_base, n_in, n_out),
+                ("spline_coefficients", layer.coef, n_in * n_bases, n_out * n_bases),
+                ("spline_scaler", layer.scale_sp, None, None),
+            ]
+        for l in range(len(kan.act_fun)):
+            specs += [
+                ("node_scale", kan.node_scale[l], None, None),
+                ("node_scale", kan.subnode_scale[l], None, None),
+                ("bias", kan.node_bias[l], None, None),
+                ("bias", kan.subnode_bias[l], None, None),
+            ]
+        return named_targets(model, specs)
 
     def regularization(self, model):
         """None: pykan's ``get_reg`` is not available in this form.

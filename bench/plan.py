@@ -18,6 +18,7 @@ from bench.budget import ModelTooLarge, Solved, activation_memory, check_memory,
 from bench.data_identity import content_hash
 from bench.datasets import Dataset, DatasetOptionError, cached_dataset
 from bench.errors import BudgetError, KanbenchError, SuiteError
+from bench.init import check_init
 from bench.records.spec import Interventions, RunSpec
 from bench.suite import ModelEntry, Suite
 from bench.train import EVAL_BATCH
@@ -178,6 +179,11 @@ def build_plan(suite: Suite, path: str | Path, *, device: str | None = None,
                                                            shape.out_dim, rows))
                 except ModelTooLarge as exc:
                     raise SuiteError(str(path), f"models[{index}]", str(exc)) from None
+                try:
+                    check_init(adapters.get(m.adapter), training.init)
+                except AdapterError as exc:
+                    raise SuiteError(str(path), f"models[{index}]",
+                                     f"scheme '{scheme}': {exc}") from None
                 budget = None
                 if s.target is not None:
                     budget = {"reference": s.reference, "target": s.target,

@@ -35,7 +35,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import StoreError
-from bench.records import FINISHED, RunResult, RunSpec
+from bench.records import FINISHED, RunResult, RunSpec, TrainingSpec
 
 log = logging.getLogger(__name__)
 
@@ -463,10 +463,36 @@ class Store:
                            right_index=True).reset_index(drop=True)
 
     def export(self) -> pd.DataFrame:
-        """The tidy table: one row per run, the headline columns, then every named per-run
-        value stored."""
+        """The tidy table: one row per run, the headline columns, the run's training scheme
+        field by field (see :func:`training_columns`), then every named per-run value stored."""
         df = self.runs()
-        return df[[c for c in EXPORT_COLUMNS if c in df.columns] + self.value_names()]
+        headline = df[[c for c in EXPORT_COLUMNS if c in df.columns]]
+        return pd.concat([headline, training_columns(df.config_json),
+                          df[self.value_names()]], axis=1)
+
+
+def training_columns(configs: pd.Series) -> pd.DataFrame:
+    """Every field of each run's training scheme as a column (``optimizer``, ``lr``,
+    ``init``...; nested settings joined with ``_``, e.g. ``schedule_kind``; a field named like a
+    headline column gets the prefix ``training_``, e.g. ``training_epochs``, the planned epochs).
+    A run stored before a field existed shows that field's default, which is what it ran with."""
+    rows = []
+    for config in configs:
+        training = TrainingSpec.model_validate(json.loads(config).get("training", {}))
+        rows.append(_flat(training.model_dump(mode="json")))
+    table = pd.DataFrame.from_records(rows, index=configs.index)
+    return table.rename(columns={c: f"training_{c}" for c in table.columns
+                                 if c in _RUN_COLUMN_NAMES})
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{name}_"))
+        else:
+            out[f"{prefix}{name}"] = value
+    return out
 
 
 def _run_row(spec: RunSpec, result: RunResult, env: dict[str, Any]) -> dict[str, Any]:

@@ -6,9 +6,10 @@ A suite is datasets x models x training schemes x seeds. :func:`load` validates 
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -41,6 +42,39 @@ class SchemeEntry(_Strict):
             rest = {k: v for k, v in data.items() if k != "name"}
             return {"name": data.get("name"), "overrides": rest}
         return data
+
+
+class SchemeGrid(_Strict):
+    """Schemes as a grid: every combination of the listed values of training fields (the cross
+    product, in the order the fields are written), plus any ``named`` schemes as they are."""
+
+    grid: dict[str, list[Any]] = Field(min_length=1)
+    named: list[SchemeEntry] = Field(default_factory=list)
+
+    @field_validator("grid")
+    @classmethod
+    def _fields_and_lists(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for name, values in grid.items():
+            if name not in TrainingSpec.model_fields:
+                raise ValueError(f"unknown training field '{name}' in the grid; expected one of: "
+                                 f"{', '.join(TrainingSpec.model_fields)}")
+            if not values:
+                raise ValueError(f"grid field '{name}' lists no values")
+        return grid
+
+    def combinations(self) -> list[tuple[str, dict[str, Any]]]:
+        """(readable name, overrides) of every grid point, e.g. ("optimizer=adam,lr=0.01", ...)."""
+        names = list(self.grid)
+        return [(",".join(f"{n}={_shown(v)}" for n, v in zip(names, values)),
+                 dict(zip(names, values)))
+                for values in itertools.product(*(self.grid[n] for n in names))]
+
+
+def _shown(value: Any) -> str:
+    """A grid value in a scheme name: numbers in their shortest form (0.001, 1e-05)."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 class BudgetSpec(_Strict):
@@ -135,7 +169,9 @@ class Suite(_Strict):
     data_dir: str | None = None
     split: SplitSpec = SplitSpec()
     training: TrainingSpec = TrainingSpec()
-    schemes: list[SchemeEntry] = Field(default_factory=list)
+    schemes: list[SchemeEntry] | SchemeGrid = Field(
+        default_factory=list, description="named schemes, or {grid: {field: [values]}, named: "
+        "[...]}: the cross product of the grid's values, plus the named ones")
     probes: ProbeSpec = Field(ProbeSpec(), description="how often internal statistics are "
                               "recorded: {every: N} steps, or once per epoch (the default)")
     budget: BudgetSpec | None = Field(
@@ -157,12 +193,20 @@ class Suite(_Strict):
                              f"same runs twice; list each seed once")
         return seeds
 
+    def scheme_overrides(self) -> list[tuple[str, dict[str, Any]]]:
+        """(name, overrides of ``training``) of every scheme: the named ones, then the grid's."""
+        if isinstance(self.schemes, SchemeGrid):
+            named = [(e.name, e.overrides) for e in self.schemes.named]
+            return named + self.schemes.combinations()
+        return [(e.name, e.overrides) for e in self.schemes]
+
     def resolved_schemes(self) -> list[tuple[str, TrainingSpec]]:
         """(name, training) for every scheme; a suite without ``schemes`` has one, 'default'."""
-        if not self.schemes:
+        overrides = self.scheme_overrides()
+        if not overrides:
             return [("default", self.training)]
         base = self.training.model_dump()
-        return [(s.name, TrainingSpec(**{**base, **s.overrides})) for s in self.schemes]
+        return [(name, TrainingSpec(**{**base, **o})) for name, o in overrides]
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,6 +230,25 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+#: the tags pydantic puts in an error's location for the two forms of ``schemes``
+_SCHEME_FORMS = {"list[SchemeEntry]": list, "SchemeGrid": dict}
+
+
+def _one_union_branch(errors: list[dict[str, Any]], data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The errors of the form ``schemes`` was written in (a list or a grid mapping), with the
+    form's tag taken out of their location; pydantic reports both forms' errors."""
+    written = type(data.get("schemes"))
+    kept = []
+    for err in errors:
+        loc = tuple(err.get("loc", ()))
+        if len(loc) > 1 and loc[0] == "schemes" and loc[1] in _SCHEME_FORMS:
+            if not issubclass(written, _SCHEME_FORMS[loc[1]]):
+                continue
+            err = {**err, "loc": (loc[0], *loc[2:])}
+        kept.append(err)
+    return kept or errors
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -250,7 +313,7 @@ def parse(data: Any, path: str | Path) -> Suite:
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
-        problems = [_describe_error(e) for e in exc.errors()]
+        problems = [_describe_error(e) for e in _one_union_branch(exc.errors(), data)]
         key, msg = problems[0]
         more = "".join(f"\n  also {k}: {m}" for k, m in problems[1:])
         raise SuiteError(path, key, msg + more) from None
@@ -301,15 +364,23 @@ def _check_references(suite: Suite, path: str) -> None:
             if option not in accepted:  # wrong values are the loader's to judge (bench.plan)
                 raise SuiteError(path, f"datasets[{i}].options.{option}",
                                  str(unknown_option(d.name, option)))
-    scheme_names = [s.name for s in suite.schemes]
-    for i, s in enumerate(suite.schemes):
-        if scheme_names.count(s.name) > 1:
-            raise SuiteError(path, f"schemes[{i}].name", f"duplicate scheme name '{s.name}'")
+    grid = suite.schemes if isinstance(suite.schemes, SchemeGrid) else None
+    named_prefix = "schemes.named" if grid else "schemes"
+    schemes = suite.scheme_overrides()
+    scheme_names = [name for name, _ in schemes]
+    for i, (name, overrides) in enumerate(schemes):
+        named = grid is None or i < len(grid.named)
+        where = f"{named_prefix}[{i}]" if named else "schemes.grid"
+        if scheme_names.count(name) > 1:
+            raise SuiteError(path, f"{where}.name" if named else where,
+                             f"duplicate scheme name '{name}'")
         try:
-            TrainingSpec(**{**suite.training.model_dump(), **s.overrides})
+            TrainingSpec(**{**suite.training.model_dump(), **overrides})
         except ValidationError as exc:
             key, msg = _describe_error(exc.errors()[0], TrainingSpec, also=("name",))
-            raise SuiteError(path, f"schemes[{i}].{key}", msg) from None
+            if not named:
+                msg = f"{msg} (in the grid point {name})"
+            raise SuiteError(path, f"{where}.{key}", msg) from None
     if suite.budget is not None and suite.budget.match is not None:
         raise SuiteError(path, "budget.match",
                          "a suite-wide budget takes 'params'; put 'match' on individual models")

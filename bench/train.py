@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from adapters import Adapter
 from bench.callbacks import Callback, FitState, callbacks_for
 from bench.datasets import Dataset
+from bench.init import apply_init
 from bench.records import RunResult, RunSpec, TrainingSpec, higher_is_better, overfitting_gap
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,8 @@ EVAL_BATCH = 8192
 
 
 class Diverged(Exception):
-    def __init__(self, step: int, epoch: int, what: str):
-        super().__init__(f"{what} became non-finite at step {step} (epoch {epoch})")
+    def __init__(self, step: int, epoch: int, what: str, how: str = "became non-finite"):
+        super().__init__(f"{what} {how} at step {step} (epoch {epoch})")
         self.step, self.epoch = step, epoch
 
 
@@ -53,7 +54,30 @@ def _optimizer(params, t: TrainingSpec) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
     if t.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "lbfgs":  # pykan's fit settings (see TrainingSpec)
+        return torch.optim.LBFGS(params, lr=t.lr, history_size=10, max_iter=20,
+                                 line_search_fn="strong_wolfe", tolerance_grad=1e-32,
+                                 tolerance_change=1e-32)
     return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, t: TrainingSpec, metric: str):
+    """The per-epoch learning-rate schedule (None: constant)."""
+    s = t.schedule
+    if s.kind == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=s.step_epochs, gamma=s.gamma)
+    if s.kind == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=s.gamma)
+    if s.kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t.epochs,
+                                                          eta_min=s.min_lr)
+    if s.kind == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max" if higher_is_better(metric) else "min", factor=s.factor,
+            patience=s.patience)
+    return None
 
 
 def _loss(data: Dataset, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -115,13 +139,17 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
          callbacks: list[Callback], result: RunResult) -> None:
     t = spec.training
     model = adapter.build(spec.arch, data.in_dim, data.out_dim, seed=spec.seed, device=device)
+    apply_init(adapter, model, t.init, spec.seed)
     result.params = adapter.count_params(model)
     model.train()
     optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], t)
+    scheduler = _scheduler(optimizer, t, data.metric)
     splits = {name: (x.to(device), y.to(device)) for name, (x, y) in data.splits().items()}
     x_train, y_train = splits["train"]
     n = len(x_train)
-    steps_per_epoch = math.ceil(n / t.batch_size)
+    full_batch = t.optimizer == "lbfgs"
+    batch_size = n if full_batch else t.batch_size
+    steps_per_epoch = math.ceil(n / batch_size)
     state = FitState(spec, adapter, model, optimizer, data, result,
                      total_steps=t.epochs * steps_per_epoch)
     callback_time = 0.0
@@ -129,7 +157,7 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     order_rng = torch.Generator().manual_seed(spec.seed)
     _sync(device)
     tick = time.perf_counter()
-    if adapter.warm_up(model, x_train[: t.batch_size]):
+    if adapter.warm_up(model, x_train[:batch_size]):
         _sync(device)
         result.warmup_time_s = time.perf_counter() - tick
     result.provenance = adapter.provenance(model)  # of this model: e.g. whether it compiled
@@ -141,6 +169,7 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     callback_time += time.perf_counter() - tick
 
     better = (lambda a, b: a > b) if higher_is_better(data.metric) else (lambda a, b: a < b)
+    first_epoch_loss: float | None = None
     best_val: float | None = None
     best_test: float | None = None
     stale = 0
@@ -153,15 +182,19 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
         step_callback_time = 0.0
         _sync(device)
         tick = time.perf_counter()
-        for b, start in enumerate(range(0, n, t.batch_size)):
-            idx = perm[start:start + t.batch_size]
+        lr = optimizer.param_groups[0]["lr"]
+        for b, start in enumerate(range(0, n, batch_size)):
+            idx = perm[start:start + batch_size]
             try:
-                optimizer.zero_grad(set_to_none=True)
-                loss = _loss(data, model(x_train[idx]), y_train[idx])
-                loss.backward()
-                if t.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-                optimizer.step()
+                if full_batch:
+                    loss = _lbfgs_step(optimizer, model, data, x_train, y_train)
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = _loss(data, model(x_train[idx]), y_train[idx])
+                    loss.backward()
+                    if t.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                    optimizer.step()
             except Exception as exc:
                 # Some implementations fail outright on non-finite weights (e.g. a NaN used as
                 # a grid index) instead of returning NaN: that is divergence, not a bug.
@@ -190,10 +223,22 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
             step = state.step - len(step_losses) + first_bad + 1
             result.epochs, result.steps = epoch, state.step
             raise Diverged(step, epoch, "training loss")
+        epoch_loss = step_losses.mean().item()
+        if first_epoch_loss is None:
+            first_epoch_loss = epoch_loss
+        elif t.divergence_bound is not None:
+            bound = t.divergence_bound * first_epoch_loss
+            above = step_losses > bound
+            if bool(above.any()):
+                step = state.step - len(step_losses) + int(above.nonzero()[0]) + 1
+                result.epochs, result.steps = epoch, state.step
+                raise Diverged(step, epoch, "training loss",
+                               f"exceeded {t.divergence_bound:g}x the first epoch's mean "
+                               f"({bound:.4g})")
 
         tick = time.perf_counter()
-        record: dict[str, Any] = {"epoch": epoch, "train_loss": step_losses.mean().item(),
-                                  "epoch_time_s": epoch_time}
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": epoch_loss,
+                                  "epoch_time_s": epoch_time, "lr": lr}
         for name, (x, y) in splits.items():
             try:
                 loss_value, metric_value = evaluate(model, data, x, y)
@@ -229,12 +274,28 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
             _select(result, record, data.metric)
         if t.patience is not None and stale >= t.patience:
             break
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(record["val_metric"])
+        elif scheduler is not None:
+            scheduler.step()
 
     result.test_metric_last = result.curves[-1]["test_metric"]
     result.test_metric_best_test = best_test
     result.train_time_s = train_time
     result.eval_time_s = eval_time
     result.throughput = samples / train_time if train_time > 0 else None
+
+
+def _lbfgs_step(optimizer: torch.optim.Optimizer, model: torch.nn.Module, data: Dataset,
+                x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One full-batch LBFGS step; returns the loss before it (the closure's first value)."""
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = _loss(data, model(x), y)
+        loss.backward()
+        return loss
+
+    return optimizer.step(closure)
 
 
 def _all_finite(model: torch.nn.Module) -> bool:

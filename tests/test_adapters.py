@@ -10,17 +10,10 @@ import torch
 
 import adapters
 from adapters import Adapter, AdapterError, ModelSpec, UnknownAdapterError
+from helpers import available
 
 REQUIRED = {"mlp", "pykan", "efficient_kan", "native"}
 SPEC = ModelSpec(hidden=(5,), grid=4, k=3)
-
-
-def available(name: str) -> Adapter:
-    a = adapters.get(name)
-    reason = a.unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"{name} unavailable: {reason}")
-    return a
 
 
 def test_required_adapters_registered():

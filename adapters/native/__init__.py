@@ -16,8 +16,10 @@ from adapters.base import (
     Adapter,
     AdapterError,
     ModelSpec,
+    bspline_edge_targets,
     compile_warm_up,
     isolated_rng,
+    named_targets,
     package_version,
 )
 from adapters.native import activations
@@ -122,6 +124,14 @@ class NativeAdapter(Adapter):
 
     def spline_coefficients(self, model: NativeKAN) -> list[torch.Tensor]:
         return [layer.spline_weight for layer in model.layers]
+
+    def init_targets(self, model: NativeKAN):
+        """Per layer, as efficient-kan: ``base_weight`` (out, in), ``spline_weight``
+        (out, in, G+k) and ``spline_scaler`` (out, in); see :func:`bspline_edge_targets`."""
+        specs = []
+        for layer in self._net(model).layers:
+            specs += bspline_edge_targets(layer.base_weight, layer.spline_weight, layer.spline_scaler)
+        return named_targets(model, specs)
 
     def regularization(self, model: NativeKAN) -> torch.Tensor:
         return model.regularization_loss()

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from adapters.spec import ModelSpec
 
@@ -33,10 +35,61 @@ class SplitSpec(_Strict):
     scale: Literal["standard", "none"] = "standard"
 
 
-class TrainingSpec(_Strict):
-    """One training scheme. Every model of a comparison is trained with the same scheme."""
+INIT_FORMS = ("default", "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform",
+              "normal(<std>)")
+_NORMAL_INIT = re.compile(r"normal\(\s*([0-9.eE+-]+)\s*\)")
 
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+
+def parse_init(text: str) -> tuple[str, float | None]:
+    """``(name, std)`` of an initialisation: ``default``, ``kaiming_normal``,
+    ``kaiming_uniform``, ``xavier_normal``, ``xavier_uniform`` (std None) or ``normal(<std>)``
+    with a finite positive std, e.g. "normal(0.1)" -> ("normal", 0.1). Names are exact (lower
+    case); whitespace around the text and inside the parentheses is ignored."""
+    if isinstance(text, str):
+        stripped = text.strip()
+        if stripped in INIT_FORMS[:-1]:
+            return stripped, None
+        match = _NORMAL_INIT.fullmatch(stripped)
+        if match:
+            try:
+                std = float(match.group(1))
+            except ValueError:
+                std = math.nan
+            if math.isfinite(std) and std > 0:
+                return "normal", std
+    raise ValueError(f"unknown initialisation {text!r}; expected one of {', '.join(INIT_FORMS)} "
+                     f"(std a finite positive number, e.g. normal(0.1))")
+
+
+class ScheduleSpec(_Strict):
+    """The learning rate over epochs: ``constant``; ``step`` (times ``gamma`` every
+    ``step_epochs``); ``exponential`` (times ``gamma`` every epoch); ``cosine`` (to ``min_lr`` at
+    the last epoch); ``plateau`` (times ``factor`` after ``patience`` epochs without a better
+    validation metric)."""
+
+    kind: Literal["constant", "step", "exponential", "cosine", "plateau"] = "constant"
+    step_epochs: int = Field(10, ge=1, description="step: epochs between decays")
+    gamma: float = Field(0.1, gt=0, le=1, description="step, exponential: decay factor")
+    min_lr: float = Field(0.0, ge=0, description="cosine: the last epoch's learning rate")
+    patience: int = Field(5, ge=1, description="plateau: epochs without improvement")
+    factor: float = Field(0.1, gt=0, lt=1, description="plateau: decay factor")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"kind": data} if isinstance(data, str) else data
+
+
+class TrainingSpec(_Strict):
+    """One training scheme. Every model of a comparison is trained with the same scheme.
+
+    ``rmsprop`` is torch's RMSprop with its defaults (alpha 0.99, no momentum). ``lbfgs`` trains
+    in full batch (``batch_size`` is not used): each epoch is one LBFGS step over the whole
+    training split with pykan's ``fit`` settings (``history_size=10``, strong-Wolfe line
+    search, up to 20 inner iterations, gradient and change tolerances 1e-32).
+    """
+
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop", "lbfgs"] = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
@@ -47,6 +100,40 @@ class TrainingSpec(_Strict):
     )
     patience: int | None = Field(None, ge=1, description="early stopping on validation (epochs)")
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm")
+    init: str = Field("default", description="initialisation applied after the adapter builds "
+                      "the model: " + ", ".join(INIT_FORMS))
+    schedule: ScheduleSpec = Field(ScheduleSpec(), description="learning-rate schedule")
+    divergence_bound: float | None = Field(
+        None, gt=1, description="a training loss above this many times the first epoch's "
+        "mean ends the run as diverged (null: only NaN/inf does)")
+
+    @field_validator("init")
+    @classmethod
+    def _known_init(cls, init: str) -> str:
+        parse_init(init)
+        return init
+
+    @model_validator(mode="after")
+    def _lbfgs_settings(self) -> TrainingSpec:
+        if self.optimizer == "lbfgs" and (self.weight_decay or self.grad_clip is not None):
+            raise ValueError("lbfgs takes no weight_decay or grad_clip (torch's LBFGS has "
+                             "neither); leave them out or use another optimizer")
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a run's key hashes: the fields added after keys were first stored
+        (:data:`KEYED_WHEN_SET`) only when they differ from their defaults, so a scheme that
+        does not use them keeps the key it always had."""
+        data = self.model_dump(mode="json")
+        defaults = TrainingSpec().model_dump(mode="json")
+        for name in KEYED_WHEN_SET:
+            if data[name] == defaults[name]:
+                del data[name]
+        return data
+
+
+#: TrainingSpec fields added after run keys were first stored
+KEYED_WHEN_SET = ("init", "schedule", "divergence_bound")
 
 
 class ProbeSpec(_Strict):
@@ -113,6 +200,7 @@ class RunSpec(_Strict):
         """The configuration the key hashes: the suite name is left out (renaming a suite must
         not redo runs), the device type is kept (results differ), interventions only when set."""
         data = self.model_dump(mode="json", exclude={"suite", "interventions", "data_hash"})
+        data["training"] = self.training.identity()
         data["device"] = self.device.split(":", 1)[0]
         data["key_version"] = KEY_VERSION
         interventions = self.interventions.identity()

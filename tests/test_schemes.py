@@ -1,0 +1,176 @@
+"""Training schemes: grids of schemes, optimisers (LBFGS included), learning-rate schedules and
+the divergence bound."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+import adapters
+from bench import suite as suite_mod
+from bench.cli import main
+from bench.plan import build_plan
+from bench.records import TrainingSpec
+from bench.runner import execute, run_one
+from bench.store import Store
+
+GRID = """
+name: grid
+seeds: [0]
+training: {epochs: 1, batch_size: 32}
+schemes:
+  grid: {optimizer: [adam, sgd, rmsprop], lr: [1.0e-2, 1.0e-3, 1.0e-4]}
+  named: [{name: slow, lr: 0.0001, epochs: 2}]
+datasets: [iris]
+models:
+  - {name: mlp, adapter: mlp, hidden: [4]}
+"""
+
+
+def _plan(write_suite, text):
+    path = write_suite(text)
+    return build_plan(suite_mod.load(path), path)
+
+
+def test_a_grid_expands_into_named_readable_schemes_with_their_fields_as_columns(
+        write_suite, tmp_path):
+    plan = _plan(write_suite, GRID)
+    names = [s.scheme for s in plan.runs]
+    assert len(names) == 10 == len(set(names))
+    assert names[:4] == ["slow", "optimizer=adam,lr=0.01", "optimizer=adam,lr=0.001",
+                         "optimizer=adam,lr=0.0001"]
+    by_name = {s.scheme: s.training for s in plan.runs}
+    assert by_name["optimizer=rmsprop,lr=0.001"].optimizer == "rmsprop"
+    assert by_name["optimizer=rmsprop,lr=0.001"].lr == 0.001
+    assert by_name["slow"].epochs == 2 and by_name["optimizer=sgd,lr=0.01"].epochs == 1
+    with Store(tmp_path / "s.sqlite") as store:
+        execute(plan, store)
+        exported = store.export()
+    assert {"optimizer", "lr", "init", "schedule_kind", "training_epochs"} <= set(exported.columns)
+    row = exported[exported.scheme == "optimizer=sgd,lr=0.0001"].iloc[0]
+    assert (row.optimizer, row.lr, row.training_epochs, row.epochs) == ("sgd", 0.0001, 1, 1)
+
+
+@pytest.mark.parametrize("bad, key, message", [
+    ("lr: [1.0e-2, -1]", "schemes.grid.lr", "greater than 0"),
+    ("lrate: [1.0e-2]", "schemes.grid", "unknown training field 'lrate'"),
+    ("lr: []", "schemes.grid", "lists no values"),
+])
+def test_a_bad_grid_is_a_suite_error_naming_the_key(write_suite, capsys, bad, key, message):
+    path = write_suite(GRID.replace("lr: [1.0e-2, 1.0e-3, 1.0e-4]", bad))
+    assert main(["budget", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: {key}" in err and message in err, err
+
+
+def test_new_training_fields_enter_the_key_only_when_set():
+    plain = TrainingSpec()
+    assert set(plain.identity()) == set(TrainingSpec.model_fields) - {
+        "init", "schedule", "divergence_bound"}
+    assert plain.identity() != TrainingSpec(init="xavier_normal").identity()
+    assert plain.identity() != TrainingSpec(schedule="cosine").identity()
+
+
+OPTIMISER_SUITE = """
+seeds: [0]
+training: {{epochs: {epochs}, batch_size: 25, optimizer: {optimizer}, lr: {lr}, momentum: 0.5}}
+datasets: [{{name: toy_sin_exp, options: {{n_train: 100, n_test: 50}}}}]
+models: [{{name: m, adapter: {adapter}, hidden: [3]}}]
+"""
+LEARNING_RATES = {"adam": 0.01, "adamw": 0.01, "sgd": 0.1, "rmsprop": 0.003, "lbfgs": 1.0}
+
+
+@pytest.mark.parametrize("optimizer", sorted(LEARNING_RATES))
+@pytest.mark.parametrize("adapter", ["mlp", "native", "efficient_kan", "pykan", "inkan"])
+def test_every_optimiser_reduces_the_loss_for_every_adapter(write_suite, optimizer, adapter):
+    if adapters.get(adapter).unavailable_reason():
+        pytest.skip(adapters.get(adapter).unavailable_reason())
+    epochs = 4 if optimizer == "lbfgs" else 8
+    plan = _plan(write_suite, OPTIMISER_SUITE.format(
+        epochs=epochs, optimizer=optimizer, lr=LEARNING_RATES[optimizer], adapter=adapter))
+    result = run_one(plan.runs[0])
+    assert result.status == "ok", result.error
+    losses = [r["train_eval_loss"] for r in result.curves]
+    assert losses[-1] < 0.9 * losses[0], losses
+    steps_per_epoch = 1 if optimizer == "lbfgs" else 4  # 64 training rows, batches of 25
+    assert result.steps == epochs * steps_per_epoch
+
+
+SCHEDULE_SUITE = """
+seeds: [0]
+training: {{epochs: 6, batch_size: 32, lr: 0.1, optimizer: sgd, schedule: {schedule}}}
+datasets: [iris]
+models: [{{name: m, adapter: mlp, hidden: [4]}}]
+"""
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    ("constant", [0.1] * 6),
+    ("{kind: step, step_epochs: 2, gamma: 0.5}", [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]),
+    ("{kind: exponential, gamma: 0.5}", [0.1 * 0.5 ** e for e in range(6)]),
+    ("{kind: cosine, min_lr: 0.01}",
+     [0.01 + 0.09 * (1 + math.cos(math.pi * e / 6)) / 2 for e in range(6)]),
+])
+def test_each_schedule_sets_the_documented_learning_rates(write_suite, schedule, expected):
+    result = run_one(_plan(write_suite, SCHEDULE_SUITE.format(schedule=schedule)).runs[0])
+    assert [r["lr"] for r in result.curves] == pytest.approx(expected)
+
+
+def test_plateau_lowers_the_rate_after_epochs_without_a_better_validation_metric(write_suite):
+    text = SCHEDULE_SUITE.format(schedule="{kind: plateau, patience: 1, factor: 0.5}")
+    result = run_one(_plan(write_suite, text.replace("epochs: 6", "epochs: 12")).runs[0])
+    lrs = [r["lr"] for r in result.curves]
+    best, stale, expected = -math.inf, 0, [0.1]
+    for record in result.curves[:-1]:  # torch's rule: after `patience` epochs without a gain
+        if record["val_metric"] > best:
+            best, stale = record["val_metric"], 0
+        else:
+            stale += 1
+        if stale > 1:
+            expected.append(expected[-1] * 0.5)
+            stale = 0
+        else:
+            expected.append(expected[-1])
+    assert lrs == pytest.approx(expected)
+
+
+def test_a_loss_above_the_divergence_bound_ends_the_run_and_the_suite_goes_on(
+        write_suite, tmp_path):
+    text = """
+    seeds: [0]
+    training: {epochs: 6, batch_size: 16, optimizer: sgd, momentum: 0.0, lr: 0.01}
+    schemes:
+      - {name: calm}
+      - {name: wild, lr: 0.5, divergence_bound: 2.0}
+    datasets: [diabetes]
+    models: [{name: m, adapter: mlp, hidden: [16]}]
+    """
+    plan = _plan(write_suite, text)
+    with Store(tmp_path / "s.sqlite") as store:
+        summary = execute(plan, store)
+        runs = store.runs().set_index("scheme")
+    assert summary.statuses == {"ok": 1, "diverged": 1}
+    assert runs.loc["calm", "status"] == "ok"
+    wild = runs.loc["wild"]
+    assert wild.status == "diverged" and "exceeded 2x the first epoch's mean" in wild.error
+    assert wild.diverged_step > 0
+    assert isinstance(pd.to_numeric(wild.diverged_step), (int, float))
+
+
+def test_an_initialisation_an_adapter_cannot_apply_is_a_suite_error(write_suite, capsys):
+    from adapters.base import Adapter
+    from adapters.mlp import MLPAdapter
+
+    class NoInit(MLPAdapter):  # an implementation that declares no initialisation targets
+        name = "test_no_init"
+        init_targets = Adapter.init_targets
+
+    adapters.register(NoInit, replace=True)
+    path = write_suite(SCHEDULE_SUITE.format(schedule="constant")
+                       .replace("adapter: mlp", "adapter: test_no_init")
+                       .replace("optimizer: sgd", "optimizer: sgd, init: xavier_normal"))
+    assert main(["budget", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: models[0]: scheme 'default': " in err and "test_no_init" in err, err
