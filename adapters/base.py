@@ -195,9 +195,16 @@ class Adapter(ABC):
     def spline_coefficients(self, model: torch.nn.Module) -> list[torch.Tensor]:
         """Tensors that a shock perturbs and probes summarise (an MLP: its weight matrices)."""
 
-    def regularization(self, model: torch.nn.Module) -> torch.Tensor | None:
-        """The implementation's own regularisation loss, where it has one."""
+    def regularization(self, model: torch.nn.Module, l1: float = 1.0,
+                       entropy: float = 1.0) -> torch.Tensor | None:
+        """The implementation's own regularisation loss, where it has one (None otherwise):
+        ``l1`` and ``entropy`` weigh its two terms where it has those (efficient-kan's L1 of
+        the mean absolute spline weight per edge, and the entropy of their distribution)."""
         return None
+
+    def has_regularization(self) -> bool:
+        """Whether :meth:`regularization` gives a loss (decided without a model)."""
+        return type(self).regularization is not Adapter.regularization
 
     def update_grid(self, model: torch.nn.Module, x: torch.Tensor) -> bool:
         """Adapt spline grids to the data ``x``; returns False where unsupported."""

@@ -240,10 +240,11 @@ class EfficientKANAdapter(Adapter):
             specs += bspline_edge_targets(layer.base_weight, layer.spline_weight, scaler)
         return named_targets(model, specs)
 
-    def regularization(self, model):
+    def regularization(self, model, l1=1.0, entropy=1.0):
         """efficient-kan's ``regularization_loss()`` summed over layers: the L1 of the mean
-        absolute spline weight per edge plus the entropy of its distribution (weights 1, 1)."""
-        return sum(layer.regularization_loss() for layer in self._layers(model))
+        absolute spline weight per edge plus the entropy of its distribution, weighted ``l1``
+        and ``entropy`` (efficient-kan's defaults: 1, 1)."""
+        return sum(layer.regularization_loss(l1, entropy) for layer in self._layers(model))
 
     def update_grid(self, model, x):
         """Each layer refits its grid to the activations reaching it, then passes them on."""

@@ -225,7 +225,10 @@ class PykanAdapter(Adapter):
             ]
         return named_targets(model, specs)
 
-    def regularization(self, model):
+    def has_regularization(self) -> bool:
+        return False
+
+    def regularization(self, model, l1=1.0, entropy=1.0):
         """None: pykan's ``get_reg`` is not available in this form.
 
         Its default metric ('edge_forward_spline_n') uses per-edge activation statistics that

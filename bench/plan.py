@@ -179,11 +179,17 @@ def build_plan(suite: Suite, path: str | Path, *, device: str | None = None,
                                                            shape.out_dim, rows))
                 except ModelTooLarge as exc:
                     raise SuiteError(str(path), f"models[{index}]", str(exc)) from None
+                adapter = adapters.get(m.adapter)
                 try:
-                    check_init(adapters.get(m.adapter), training.init)
+                    check_init(adapter, training.init)
                 except AdapterError as exc:
                     raise SuiteError(str(path), f"models[{index}]",
                                      f"scheme '{scheme}': {exc}") from None
+                if training.regularization is not None and not adapter.has_regularization():
+                    raise SuiteError(str(path), f"models[{index}]", (
+                        f"scheme '{scheme}' asks for regularization, but adapter "
+                        f"'{m.adapter}' has no regulariser of its own (native and "
+                        f"efficient_kan have one); leave it out of this scheme or model"))
                 budget = None
                 if s.target is not None:
                     budget = {"reference": s.reference, "target": s.target,

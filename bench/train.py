@@ -144,6 +144,7 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     model.train()
     optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], t)
     scheduler = _scheduler(optimizer, t, data.metric)
+    penalty = _penalty(adapter, model, t)
     splits = {name: (x.to(device), y.to(device)) for name, (x, y) in data.splits().items()}
     x_train, y_train = splits["train"]
     n = len(x_train)
@@ -179,6 +180,7 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
         state.epoch = epoch
         perm = torch.randperm(n, generator=order_rng).to(device)
         step_losses = torch.empty(steps_per_epoch, device=device)
+        step_regs = torch.zeros(steps_per_epoch, device=device)
         step_callback_time = 0.0
         _sync(device)
         tick = time.perf_counter()
@@ -187,11 +189,12 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
             idx = perm[start:start + batch_size]
             try:
                 if full_batch:
-                    loss = _lbfgs_step(optimizer, model, data, x_train, y_train)
+                    loss, reg = _lbfgs_step(optimizer, model, data, x_train, y_train, penalty)
                 else:
                     optimizer.zero_grad(set_to_none=True)
                     loss = _loss(data, model(x_train[idx]), y_train[idx])
-                    loss.backward()
+                    reg = penalty()
+                    (loss if reg is None else loss + reg).backward()
                     if t.grad_clip is not None:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
                     optimizer.step()
@@ -202,6 +205,8 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
                     raise Diverged(state.step + 1, epoch, "model parameters") from exc
                 raise
             step_losses[b] = loss.detach()
+            if reg is not None:
+                step_regs[b] = reg.detach()
             state.step += 1
             samples += len(idx)
             wanted = [cb for cb in callbacks if cb.wants_step(state.step)]
@@ -239,6 +244,8 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
         tick = time.perf_counter()
         record: dict[str, Any] = {"epoch": epoch, "train_loss": epoch_loss,
                                   "epoch_time_s": epoch_time, "lr": lr}
+        if t.regularization is not None:  # the weighted term added to the loss, epoch mean
+            record["reg"] = step_regs.mean().item()
         for name, (x, y) in splits.items():
             try:
                 loss_value, metric_value = evaluate(model, data, x, y)
@@ -286,16 +293,41 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     result.throughput = samples / train_time if train_time > 0 else None
 
 
+def _penalty(adapter: Adapter, model: torch.nn.Module, t: TrainingSpec):
+    """A function giving the weighted regularisation term of the current parameters, or None
+    (no regulariser asked for)."""
+    spec = t.regularization
+    if spec is None:
+        return lambda: None
+
+    def term() -> torch.Tensor:
+        reg = adapter.regularization(model, l1=spec.l1, entropy=spec.entropy)
+        if reg is None:
+            raise ValueError(f"adapter '{adapter.name}' has no regulariser of its own")
+        return spec.weight * reg
+
+    return term
+
+
 def _lbfgs_step(optimizer: torch.optim.Optimizer, model: torch.nn.Module, data: Dataset,
-                x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """One full-batch LBFGS step; returns the loss before it (the closure's first value)."""
+                x: torch.Tensor, y: torch.Tensor, penalty
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One full-batch LBFGS step; returns the task loss and the regularisation term before
+    it (the closure's first evaluation)."""
+    first: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
         loss = _loss(data, model(x), y)
-        loss.backward()
-        return loss
+        reg = penalty()
+        total = loss if reg is None else loss + reg
+        total.backward()
+        if not first:
+            first.append((loss.detach(), None if reg is None else reg.detach()))
+        return total
 
-    return optimizer.step(closure)
+    optimizer.step(closure)
+    return first[0]
 
 
 def _all_finite(model: torch.nn.Module) -> bool:

@@ -68,7 +68,7 @@ def test_a_bad_grid_is_a_suite_error_naming_the_key(write_suite, capsys, bad, ke
 def test_new_training_fields_enter_the_key_only_when_set():
     plain = TrainingSpec()
     assert set(plain.identity()) == set(TrainingSpec.model_fields) - {
-        "init", "schedule", "divergence_bound"}
+        "init", "schedule", "divergence_bound", "regularization"}
     assert plain.identity() != TrainingSpec(init="xavier_normal").identity()
     assert plain.identity() != TrainingSpec(schedule="cosine").identity()
 
@@ -174,3 +174,45 @@ def test_an_initialisation_an_adapter_cannot_apply_is_a_suite_error(write_suite,
     assert main(["budget", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}: models[0]: scheme 'default': " in err and "test_no_init" in err, err
+
+
+REGULARIZED = """
+seeds: [0]
+training: {epochs: 3, batch_size: 32, lr: 0.01, regularization: {weight: 0.01, l1: 1.0, entropy: 0.5}}
+datasets: [iris]
+models:
+  - {name: native, adapter: native, hidden: [3]}
+  - {name: efficient_kan, adapter: efficient_kan, hidden: [3]}
+"""
+
+
+def test_regularisation_adds_the_adapters_term_and_records_it(write_suite):
+    plan = _plan(write_suite, REGULARIZED)
+    native, efficient = (run_one(spec) for spec in plan.runs)
+    assert native.status == efficient.status == "ok"
+    regs = [r["reg"] for r in native.curves]
+    assert all(r > 0 for r in regs)
+    # the same function and parameterisation: the same regularised training, term by term
+    assert regs == pytest.approx([r["reg"] for r in efficient.curves], rel=1e-4)
+    plain = run_one(_plan(write_suite, REGULARIZED.replace(
+        ", regularization: {weight: 0.01, l1: 1.0, entropy: 0.5}", "")).runs[0])
+    assert "reg" not in plain.curves[0]
+    assert [r["train_loss"] for r in plain.curves] != [r["train_loss"] for r in native.curves]
+    assert plan.runs[0].key != _plan(write_suite, REGULARIZED.replace("0.01, l1", "0.02, l1")
+                                     ).runs[0].key
+
+
+def test_regularisation_on_an_adapter_without_a_regulariser_is_a_suite_error(write_suite, capsys):
+    path = write_suite(REGULARIZED.replace("adapter: efficient_kan, hidden: [3]",
+                                           "adapter: mlp, hidden: [3]"))
+    assert main(["budget", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: models[1]: scheme 'default' asks for regularization, but adapter 'mlp'" in err
+
+
+def test_lbfgs_minimises_the_regularised_loss(write_suite):
+    text = REGULARIZED.replace("lr: 0.01,", "lr: 1.0, optimizer: lbfgs,")
+    result = run_one(_plan(write_suite, text).runs[0])
+    assert result.status == "ok", result.error
+    totals = [r["train_loss"] + r["reg"] for r in result.curves]
+    assert totals[-1] < totals[0] and result.steps == 3

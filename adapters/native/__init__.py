@@ -133,8 +133,10 @@ class NativeAdapter(Adapter):
             specs += bspline_edge_targets(layer.base_weight, layer.spline_weight, layer.spline_scaler)
         return named_targets(model, specs)
 
-    def regularization(self, model: NativeKAN) -> torch.Tensor:
-        return model.regularization_loss()
+    def regularization(self, model: NativeKAN, l1: float = 1.0,
+                       entropy: float = 1.0) -> torch.Tensor:
+        """efficient-kan's regulariser (see EfficientKANAdapter.regularization)."""
+        return model.regularization_loss(l1, entropy)
 
     def update_grid(self, model: NativeKAN, x: torch.Tensor) -> bool:
         model.update_grid(x)

@@ -80,6 +80,15 @@ class ScheduleSpec(_Strict):
         return {"kind": data} if isinstance(data, str) else data
 
 
+class RegularizationSpec(_Strict):
+    """The adapter's own regulariser added to the training loss: ``weight`` x (``l1`` x its
+    L1 term + ``entropy`` x its entropy term), efficient-kan's form (native shares it)."""
+
+    weight: float = Field(gt=0)
+    l1: float = Field(1.0, ge=0)
+    entropy: float = Field(1.0, ge=0)
+
+
 class TrainingSpec(_Strict):
     """One training scheme. Every model of a comparison is trained with the same scheme.
 
@@ -103,6 +112,8 @@ class TrainingSpec(_Strict):
     init: str = Field("default", description="initialisation applied after the adapter builds "
                       "the model: " + ", ".join(INIT_FORMS))
     schedule: ScheduleSpec = Field(ScheduleSpec(), description="learning-rate schedule")
+    regularization: RegularizationSpec | None = Field(
+        None, description="the adapter's own regulariser, weighted, added to the loss")
     divergence_bound: float | None = Field(
         None, gt=1, description="a training loss above this many times the first epoch's "
         "mean ends the run as diverged (null: only NaN/inf does)")
@@ -133,7 +144,7 @@ class TrainingSpec(_Strict):
 
 
 #: TrainingSpec fields added after run keys were first stored
-KEYED_WHEN_SET = ("init", "schedule", "divergence_bound")
+KEYED_WHEN_SET = ("init", "schedule", "divergence_bound", "regularization")
 
 
 class ProbeSpec(_Strict):
