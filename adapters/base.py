@@ -121,7 +121,7 @@ class Adapter(ABC):
     family: ClassVar[Family]
     #: the ``ModelSpec`` fields this adapter reads; a suite that sets any other field is
     #: rejected rather than silently ignored
-    spec_fields: ClassVar[frozenset[str]] = frozenset(ModelSpec.model_fields)
+    spec_fields: ClassVar[frozenset[str]] = frozenset(ModelSpec.model_fields) - {"grid_schedule"}
     #: keys of ``ModelSpec.options`` this adapter understands
     option_keys: ClassVar[frozenset[str]] = frozenset()
 
@@ -205,6 +205,13 @@ class Adapter(ABC):
     def has_regularization(self) -> bool:
         """Whether :meth:`regularization` gives a loss (decided without a model)."""
         return type(self).regularization is not Adapter.regularization
+
+    def extend_grid(self, model: torch.nn.Module, new_grid: int,
+                    x: torch.Tensor | None = None) -> float:
+        """Refine every spline layer to ``new_grid`` intervals, preserving the function; returns
+        the largest deviation. Parameters may be replaced: rebuild the optimiser afterwards.
+        Adapters that can do this list ``grid_schedule`` in :attr:`spec_fields`."""
+        raise AdapterError(f"adapter '{self.name}' cannot refine its grid")
 
     def update_grid(self, model: torch.nn.Module, x: torch.Tensor) -> bool:
         """Adapt spline grids to the data ``x``; returns False where unsupported."""

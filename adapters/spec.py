@@ -31,6 +31,9 @@ class ModelSpec(BaseModel):
     activation: str = "silu"
     grid_range: tuple[float, float] = (-1.0, 1.0)
     options: dict[str, Any] = Field(default_factory=dict)
+    grid_schedule: tuple[tuple[int, int], ...] = Field(
+        (), description="(epoch, G) pairs: at the start of each epoch listed, refine every "
+        "spline layer to G intervals preserving the function (the KAN paper's grid extension)")
 
     @field_validator("hidden")
     @classmethod
@@ -38,6 +41,18 @@ class ModelSpec(BaseModel):
         if any(w < 1 for w in hidden):
             raise ValueError(f"every hidden width must be >= 1, got {list(hidden)}")
         return hidden
+
+    @model_validator(mode="after")
+    def _refinements_grow(self) -> ModelSpec:
+        epoch, grid = 1, self.grid
+        for at, new_grid in self.grid_schedule:
+            if at <= epoch or new_grid <= grid:
+                raise ValueError(
+                    f"grid_schedule must list [epoch, G] pairs with epochs from 2 up and G above "
+                    f"the model's grid ({self.grid}), both increasing; got "
+                    f"{[list(p) for p in self.grid_schedule]}")
+            epoch, grid = at, new_grid
+        return self
 
     @model_validator(mode="after")
     def _ordered_range(self) -> ModelSpec:
@@ -54,5 +69,6 @@ class ModelSpec(BaseModel):
         """Short human-readable architecture, used in reports and the budget table."""
         shape = "[" + ", ".join(str(h) for h in self.hidden) + "]"
         if family == "kan":
-            return f"hidden={shape} G={self.grid} k={self.k}"
+            grids = "->".join(str(g) for g in (self.grid, *(g for _, g in self.grid_schedule)))
+            return f"hidden={shape} G={grids} k={self.k}"
         return f"hidden={shape} {self.activation}"

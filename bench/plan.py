@@ -82,7 +82,7 @@ def resolve_data_dir(cli: str | Path | None, suite_dir: str | None) -> Path | No
 
 def _template(m: ModelEntry) -> ModelSpec:
     return ModelSpec(grid=m.grid, k=m.k, activation=m.activation, grid_range=m.grid_range,
-                     options=m.options)
+                     options=m.options, grid_schedule=tuple(map(tuple, m.grid_schedule)))
 
 
 def resolve_models(suite: Suite, in_dim: int, out_dim: int, where: str) -> dict[str, Solved]:

@@ -108,6 +108,9 @@ class ModelEntry(_Strict):
     activation: str = "silu"
     grid_range: tuple[float, float] = (-1.0, 1.0)
     options: dict[str, Any] = Field(default_factory=dict)
+    grid_schedule: list[tuple[int, int]] = Field(
+        default_factory=list, description="[epoch, G] pairs: refine the spline grid to G at the "
+        "start of that epoch (adapters with grid refinement: native)")
     budget: BudgetSpec | None = None
 
     @field_validator("adapter")
@@ -124,6 +127,15 @@ class ModelEntry(_Strict):
         if hidden is not None and any(w is not None and w < 1 for w in hidden):
             raise ValueError(f"hidden widths must be >= 1 or null, got {hidden}")
         return hidden
+
+    @model_validator(mode="after")
+    def _refinements_grow(self) -> ModelEntry:
+        if self.grid_schedule:  # the architecture's own rule (adapters.ModelSpec)
+            try:
+                adapters.ModelSpec(grid=self.grid, grid_schedule=tuple(self.grid_schedule))
+            except ValidationError as exc:
+                raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        return self
 
     @field_validator("grid_range")
     @classmethod

@@ -36,6 +36,8 @@ from bench.records import RunResult, RunSpec, TrainingSpec, higher_is_better, ov
 log = logging.getLogger(__name__)
 
 EVAL_BATCH = 8192
+#: training rows a grid refinement fits on (besides points spread over every new cell)
+REFINE_SAMPLES = 4096
 
 
 class Diverged(Exception):
@@ -64,7 +66,8 @@ def _optimizer(params, t: TrainingSpec) -> torch.optim.Optimizer:
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, t: TrainingSpec, metric: str):
-    """The per-epoch learning-rate schedule (None: constant)."""
+    """The per-epoch learning-rate schedule (None: constant). After a grid refinement the
+    same scheduler drives the new optimiser (its ``optimizer`` re-pointed), so it goes on."""
     s = t.schedule
     if s.kind == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=s.step_epochs, gamma=s.gamma)
@@ -176,8 +179,30 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     stale = 0
     train_time = eval_time = 0.0
     samples = 0
+    refinements = dict(spec.arch.grid_schedule)
+    grid = spec.arch.grid
     for epoch in range(1, t.epochs + 1):
         state.epoch = epoch
+        if epoch in refinements:  # the KAN paper's grid extension, then a fresh optimiser
+            grid = refinements[epoch]
+            _sync(device)
+            tick = time.perf_counter()
+            deviation = adapter.extend_grid(model, grid, x_train[:REFINE_SAMPLES])
+            current_lr = optimizer.param_groups[0]["lr"]
+            optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], t)
+            for group in optimizer.param_groups:  # the schedule goes on where it was
+                group["lr"], group["initial_lr"] = current_lr, t.lr
+            if scheduler is not None:
+                scheduler.optimizer = optimizer
+            state.optimizer = optimizer
+            result.params = adapter.count_params(model)
+            _sync(device)
+            train_time += time.perf_counter() - tick
+            tick = time.perf_counter()
+            if adapter.warm_up(model, x_train[:batch_size]):  # kernels of the new grid size
+                _sync(device)
+                result.warmup_time_s = (result.warmup_time_s or 0.0) + time.perf_counter() - tick
+            result.record(f"grid_refine_deviation_epoch{epoch}", deviation)
         perm = torch.randperm(n, generator=order_rng).to(device)
         step_losses = torch.empty(steps_per_epoch, device=device)
         step_regs = torch.zeros(steps_per_epoch, device=device)
@@ -244,6 +269,8 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
         tick = time.perf_counter()
         record: dict[str, Any] = {"epoch": epoch, "train_loss": epoch_loss,
                                   "epoch_time_s": epoch_time, "lr": lr}
+        if refinements:  # the staircase: grid size and parameter count of every epoch
+            record["grid"], record["params"] = grid, result.params
         if t.regularization is not None:  # the weighted term added to the loss, epoch mean
             record["reg"] = step_regs.mean().item()
         for name, (x, y) in splits.items():

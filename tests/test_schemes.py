@@ -216,3 +216,59 @@ def test_lbfgs_minimises_the_regularised_loss(write_suite):
     assert result.status == "ok", result.error
     totals = [r["train_loss"] + r["reg"] for r in result.curves]
     assert totals[-1] < totals[0] and result.steps == 3
+
+
+GRID_HEADER = """
+seeds: [0]
+training: {epochs: 9, batch_size: 32, lr: 0.01}
+datasets: [{name: toy_sin_exp, options: {n_train: 300, n_test: 100}}]
+models:
+"""
+# the grid range covers the standardised inputs, where a refinement preserves the function
+GRID_SCHEDULE = GRID_HEADER + """  - {name: kan, adapter: native, hidden: [3], grid: 5, grid_range: [-6, 6],
+     grid_schedule: [[4, 10], [7, 20]]}
+"""
+
+
+def test_a_grid_schedule_refines_preserving_the_function_and_training_goes_on(write_suite):
+    spec = _plan(write_suite, GRID_SCHEDULE).runs[0]
+    result = run_one(spec)
+    assert result.status == "ok", result.error
+    assert [r["grid"] for r in result.curves] == [5] * 3 + [10] * 3 + [20] * 3
+    native = adapters.get("native")
+    counts = {g: native.param_count(spec.arch.model_copy(update={"grid": g}), 2, 1)
+              for g in (5, 10, 20)}
+    assert [r["params"] for r in result.curves] == [counts[5]] * 3 + [counts[10]] * 3 + \
+        [counts[20]] * 3
+    assert result.params == counts[20]
+    # G doubles: the old spline lies in the new space, so the refit is exact up to rounding
+    assert result.values["grid_refine_deviation_epoch4"] < 1e-4
+    assert result.values["grid_refine_deviation_epoch7"] < 1e-4
+    losses = [r["train_eval_loss"] for r in result.curves]
+    assert losses[-1] < losses[3] and losses[3] < losses[0]
+    assert "G=5->10->20" in spec.arch.describe("kan")
+
+
+def test_a_grid_schedule_changes_the_key():
+    from adapters import ModelSpec
+
+    plain = ModelSpec(hidden=(3,))
+    assert plain.model_copy(update={"grid_schedule": ((4, 10),)}) != plain
+
+
+@pytest.mark.parametrize("model, key, message", [
+    ("{name: m, adapter: mlp, hidden: [3], grid_schedule: [[4, 10]]}", "models[0].grid_schedule",
+     "adapter 'mlp' does not use 'grid_schedule'"),
+    ("{name: m, adapter: efficient_kan, hidden: [3], grid_schedule: [[4, 10]]}",
+     "models[0].grid_schedule", "adapter 'efficient_kan' does not use 'grid_schedule'"),
+    ("{name: m, adapter: native, hidden: [3], grid: 5, grid_schedule: [[4, 10], [3, 20]]}",
+     "models[0]", "grid_schedule must list [epoch, G] pairs"),
+    ("{name: m, adapter: native, hidden: [3], grid: 5, grid_schedule: [[4, 5]]}",
+     "models[0]", "G above the model's grid (5)"),
+])
+def test_a_grid_schedule_an_adapter_cannot_follow_is_a_suite_error(write_suite, capsys, model,
+                                                                    key, message):
+    path = write_suite(GRID_HEADER + f"  - {model}\n")
+    assert main(["budget", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: {key}" in err and message in err, err

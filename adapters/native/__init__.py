@@ -43,6 +43,7 @@ class NativeAdapter(Adapter):
     name = "native"
     family = "kan"
     option_keys = frozenset(_DEFAULTS)
+    spec_fields = frozenset(ModelSpec.model_fields)  # grid_schedule included: extend_grid
 
     def provenance(self, model: torch.nn.Module | None = None) -> dict[str, str]:
         """The kernel's version; of a model also ``compiled_kernel``: "true" when its warm-up

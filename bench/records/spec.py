@@ -212,6 +212,8 @@ class RunSpec(_Strict):
         not redo runs), the device type is kept (results differ), interventions only when set."""
         data = self.model_dump(mode="json", exclude={"suite", "interventions", "data_hash"})
         data["training"] = self.training.identity()
+        if not data["arch"]["grid_schedule"]:  # added after keys were first stored
+            del data["arch"]["grid_schedule"]
         data["device"] = self.device.split(":", 1)[0]
         data["key_version"] = KEY_VERSION
         interventions = self.interventions.identity()
