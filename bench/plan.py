@@ -18,7 +18,6 @@ from bench.budget import ModelTooLarge, Solved, activation_memory, check_memory,
 from bench.data_identity import content_hash
 from bench.datasets import Dataset, DatasetOptionError, cached_dataset
 from bench.errors import BudgetError, KanbenchError, SuiteError
-from bench.init import check_init
 from bench.records.spec import Interventions, RunSpec
 from bench.suite import ModelEntry, Suite
 from bench.train import EVAL_BATCH
@@ -179,17 +178,6 @@ def build_plan(suite: Suite, path: str | Path, *, device: str | None = None,
                                                            shape.out_dim, rows))
                 except ModelTooLarge as exc:
                     raise SuiteError(str(path), f"models[{index}]", str(exc)) from None
-                adapter = adapters.get(m.adapter)
-                try:
-                    check_init(adapter, training.init)
-                except AdapterError as exc:
-                    raise SuiteError(str(path), f"models[{index}]",
-                                     f"scheme '{scheme}': {exc}") from None
-                if training.regularization is not None and not adapter.has_regularization():
-                    raise SuiteError(str(path), f"models[{index}]", (
-                        f"scheme '{scheme}' asks for regularization, but adapter "
-                        f"'{m.adapter}' has no regulariser of its own (native and "
-                        f"efficient_kan have one); leave it out of this scheme or model"))
                 budget = None
                 if s.target is not None:
                     budget = {"reference": s.reference, "target": s.target,
@@ -199,7 +187,7 @@ def build_plan(suite: Suite, path: str | Path, *, device: str | None = None,
                         suite=suite.name or Path(path).stem, dataset=entry.name,
                         dataset_label=entry.display, dataset_options=dict(entry.options),
                         split=split, model=m.name, adapter=m.adapter,
-                        family=adapters.get(m.adapter).family, arch=s.spec, params=s.params,
+                        family=family, arch=s.spec, params=s.params,
                         budget=budget, scheme=scheme, training=training, seed=seed, device=dev,
                         interventions=interventions, data_hash=shape.data_hash,
                     ))

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 import adapters
 from bench.datasets import dataset_entry, dataset_names, unknown_option
 from bench.errors import SuiteError
+from bench.init import check_init
 from bench.records.spec import ProbeSpec, SplitSpec, TrainingSpec
 
 
@@ -418,6 +419,7 @@ def _check_references(suite: Suite, path: str) -> None:
                                  f"unknown model '{budget.match}'; {expected}")
             if budget.match == m.name:
                 raise SuiteError(path, f"models[{i}].budget.match", "a model cannot match itself")
+    schemes = suite.resolved_schemes()
     for i, m in enumerate(suite.models):
         adapter = adapters.get(m.adapter)
         unused = sorted((m.model_fields_set & set(adapters.ModelSpec.model_fields))
@@ -426,6 +428,16 @@ def _check_references(suite: Suite, path: str) -> None:
             raise SuiteError(path, f"models[{i}].{unused[0]}",
                              f"adapter '{m.adapter}' does not use '{unused[0]}' (it reads: "
                              f"{', '.join(sorted(adapter.spec_fields))}); remove it")
+        for scheme, training in schemes:  # what a scheme asks of every model's adapter
+            try:
+                check_init(adapter, training.init)
+            except adapters.AdapterError as exc:
+                raise SuiteError(path, f"models[{i}]", f"scheme '{scheme}': {exc}") from None
+            if training.regularization is not None and not adapter.has_regularization():
+                raise SuiteError(path, f"models[{i}]", (
+                    f"scheme '{scheme}' asks for regularization, but adapter '{m.adapter}' "
+                    f"has no regulariser of its own (native and efficient_kan have one); leave "
+                    f"it out of this scheme or model"))
     # cycles: follow match chains
     for i, m in enumerate(suite.models):
         seen = [m.name]

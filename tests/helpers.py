@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 import adapters
@@ -15,3 +18,17 @@ def available(name: str) -> Adapter:
     if reason is not None:
         pytest.skip(f"{name} unavailable: {reason}")
     return a
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def schema2_store(path: Path) -> Path:
+    """Write at ``path`` the schema-2 results store kanbench 0490682 made for
+    fixtures/schema2_suite.yaml, rebuilt from its SQL dump (fixtures/schema2.sql)."""
+    db = sqlite3.connect(path)
+    try:
+        db.executescript((FIXTURES / "schema2.sql").read_text(encoding="utf-8"))
+    finally:
+        db.close()
+    return path

@@ -4,7 +4,6 @@ unwritable locations, results on other data, several processes on one store."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import sqlite3
 import subprocess
@@ -26,8 +25,8 @@ from bench.plan import build_plan
 from bench.records import RunResult, SplitSpec
 from bench.runner import execute, run_one
 from bench.store import CLAIM_EXPIRY_S, Store, _process_start
+from helpers import schema2_store
 
-FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
 
 SUITE = """
@@ -70,7 +69,7 @@ def _version(path: Path) -> str:
 
 def test_readonly_access_never_writes_and_reads_an_older_schema(tmp_path):
     path = tmp_path / "old.sqlite"
-    shutil.copy(FIXTURES / "schema2.sqlite", path)
+    schema2_store(path)
     before = path.read_bytes()
     with Store(path, readonly=True) as store:
         runs = store.runs()
@@ -84,7 +83,7 @@ def test_readonly_access_never_writes_and_reads_an_older_schema(tmp_path):
 def test_export_and_report_work_on_a_store_in_a_readonly_folder(tmp_path):
     folder = tmp_path / "ro"
     folder.mkdir()
-    shutil.copy(FIXTURES / "schema2.sqlite", folder / "s.sqlite")
+    schema2_store(folder / "s.sqlite")
     folder.chmod(0o500)
     try:
         assert main(["export", str(folder / "s.sqlite"), "-o", str(tmp_path / "x.csv")]) == 0

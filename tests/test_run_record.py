@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from bench.report import write_report
 from bench.runner import execute, run_one
 from bench.store import _RUN_COLUMN_NAMES as RUN_COLUMN_NAMES
 from bench.store import SCHEMA_VERSION, Store
+from helpers import schema2_store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -100,8 +100,7 @@ def _raw(path: Path, sql: str) -> list[tuple]:
 
 
 def test_schema2_store_upgrades_in_place_without_loss_or_reruns(tmp_path):
-    store_path = tmp_path / "schema2.sqlite"
-    shutil.copy(FIXTURES / "schema2.sqlite", store_path)
+    store_path = schema2_store(tmp_path / "schema2.sqlite")
     db = sqlite3.connect(store_path)
     old_columns = [r[1] for r in db.execute("PRAGMA table_info(runs)")]
     old_runs = db.execute("SELECT * FROM runs ORDER BY run_key").fetchall()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 import pytest
 
 import adapters
@@ -155,8 +154,7 @@ def test_a_loss_above_the_divergence_bound_ends_the_run_and_the_suite_goes_on(
     assert runs.loc["calm", "status"] == "ok"
     wild = runs.loc["wild"]
     assert wild.status == "diverged" and "exceeded 2x the first epoch's mean" in wild.error
-    assert wild.diverged_step > 0
-    assert isinstance(pd.to_numeric(wild.diverged_step), (int, float))
+    assert wild.diverged_step > 18  # past the first epoch (18 steps), which sets the bound
 
 
 def test_an_initialisation_an_adapter_cannot_apply_is_a_suite_error(write_suite, capsys):
@@ -249,11 +247,13 @@ def test_a_grid_schedule_refines_preserving_the_function_and_training_goes_on(wr
     assert "G=5->10->20" in spec.arch.describe("kan")
 
 
-def test_a_grid_schedule_changes_the_key():
-    from adapters import ModelSpec
-
-    plain = ModelSpec(hidden=(3,))
-    assert plain.model_copy(update={"grid_schedule": ((4, 10),)}) != plain
+def test_a_grid_schedule_enters_the_key_only_when_set(write_suite):
+    refined = _plan(write_suite, GRID_SCHEDULE).runs[0]
+    plain = refined.model_copy(update={"arch": refined.arch.model_copy(
+        update={"grid_schedule": ()})})
+    assert "grid_schedule" not in plain.identity()["arch"]
+    assert refined.identity()["arch"]["grid_schedule"] == [[4, 10], [7, 20]]
+    assert plain.key != refined.key and plain.pair_key == refined.pair_key
 
 
 @pytest.mark.parametrize("model, key, message", [
