@@ -195,16 +195,24 @@ class Adapter(ABC):
     def spline_coefficients(self, model: torch.nn.Module) -> list[torch.Tensor]:
         """Tensors that a shock perturbs and probes summarise (an MLP: its weight matrices)."""
 
-    def regularization(self, model: torch.nn.Module, l1: float = 1.0,
-                       entropy: float = 1.0) -> torch.Tensor | None:
-        """The implementation's own regularisation loss, where it has one (None otherwise):
-        ``l1`` and ``entropy`` weigh its two terms where it has those (efficient-kan's L1 of
-        the mean absolute spline weight per edge, and the entropy of their distribution)."""
+    #: the terms :meth:`regularization` weighs (keyword arguments it takes); empty: the adapter
+    #: has no regulariser of its own. A suite asking for any other term is rejected.
+    regularization_terms: ClassVar[frozenset[str]] = frozenset()
+
+    def regularization(self, model: torch.nn.Module, **weights: float) -> torch.Tensor | None:
+        """The implementation's own regularisation loss of the last training forward, each term
+        weighted by the keyword of its name in :attr:`regularization_terms` (efficient-kan: the
+        L1 of the mean absolute spline weight per edge, ``l1``, and the entropy of their
+        distribution, ``entropy``); None where the adapter has none."""
         return None
 
     def has_regularization(self) -> bool:
         """Whether :meth:`regularization` gives a loss (decided without a model)."""
-        return type(self).regularization is not Adapter.regularization
+        return bool(self.regularization_terms)
+
+    def enable_regularization(self, model: torch.nn.Module) -> None:
+        """Called once before training with a regulariser: record, in training forwards, what
+        :meth:`regularization` reads (pykan: its per-edge activation statistics)."""
 
     def extend_grid(self, model: torch.nn.Module, new_grid: int,
                     x: torch.Tensor | None = None) -> float:
@@ -216,6 +224,11 @@ class Adapter(ABC):
     def update_grid(self, model: torch.nn.Module, x: torch.Tensor) -> bool:
         """Adapt spline grids to the data ``x``; returns False where unsupported."""
         return False
+
+    def activation_statistics(self, model: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
+        """Statistics of the activations on inputs ``x`` that the implementation itself computes
+        (pykan: the means of its saved activation scales); empty where it has none."""
+        return {}
 
     def probe(self, model: torch.nn.Module) -> dict[str, float]:
         """Cheap internal statistics of the model's coefficients."""

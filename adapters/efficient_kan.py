@@ -240,6 +240,8 @@ class EfficientKANAdapter(Adapter):
             specs += bspline_edge_targets(layer.base_weight, layer.spline_weight, scaler)
         return named_targets(model, specs)
 
+    regularization_terms = frozenset({"l1", "entropy"})
+
     def regularization(self, model, l1=1.0, entropy=1.0):
         """efficient-kan's ``regularization_loss()`` summed over layers: the L1 of the mean
         absolute spline weight per edge plus the entropy of its distribution, weighted ``l1``

@@ -155,10 +155,11 @@ class InkanAdapter(Adapter):
         return sum(a * b * (spec.grid + 3 + 1) for a, b in zip(widths[:-1], widths[1:]))
 
     def spline_coefficients(self, model):
-        """Each layer's packed weight ``(out, in*(G+3) + in)``: inkan's only parameter, spline
-        coefficients first and the ``in`` base weights per output last (its ``spline_weight``
-        is a view of the first part, not a parameter of its own)."""
-        return [layer.weight for layer in model.layers]
+        """Each layer's spline block ``weight[:, :in*(G+3)]`` of its packed weight
+        ``(out, in*(G+3) + in)`` (inkan's only parameter: spline coefficients first, the ``in``
+        base weights per output last), as a view written in place by a shock: the coefficients
+        of every B-spline KAN, without the base weights."""
+        return [t.tensor for t in self.init_targets(model) if t.role == "spline_coefficients"]
 
     def init_targets(self, model):
         """Each layer's packed weight ``(out, in*(G+3) + in)`` as two targets, views of it: the

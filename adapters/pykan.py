@@ -43,29 +43,44 @@ class PykanNet(nn.Module):
 
     ``MultKAN.to`` takes a device only (``to(dtype=...)`` or ``to(device, dtype)`` fail), so the
     wrapper moves the wrapped model with ``nn.Module``'s own machinery and then re-syncs the
-    ``device`` attributes pykan keeps for bookkeeping.
+    ``device`` attributes pykan keeps for bookkeeping. ``build_kwargs`` are the constructor
+    arguments the model was built with (a grid refinement builds its successor from them).
     """
 
-    def __init__(self, kan: nn.Module) -> None:
+    def __init__(self, kan: nn.Module, build_kwargs: dict[str, Any]) -> None:
         super().__init__()
         self.kan = kan
+        self.build_kwargs = build_kwargs
+        #: training forwards record pykan's activation statistics (its regulariser reads them)
+        self.record_activations = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # pykan's save_act path (std over the batch per edge) only where the regulariser needs
+        # it: training forwards of a regularised run; evaluation stays on the fast path
+        self.kan.save_act = self.record_activations and self.training
         y = self.kan(x)
         # MultKAN.forward keeps the last batch (cache_data, still attached to the caller's
         # graph when x requires grad; acts). Dropping them frees that memory and keeps the
         # model deep-copyable (a non-leaf tensor attribute makes copy.deepcopy raise).
         self.kan.cache_data = None
         self.kan.acts = None
+        # batch-sized records of the save_act path (the regulariser reads acts_scale_spline)
+        for name in ("edge_actscale", "spline_preacts", "spline_postacts", "spline_postsplines",
+                     "acts_premult"):
+            setattr(self.kan, name, [])
         return y
 
     def _apply(self, fn: Any, recurse: bool = True) -> PykanNet:
         super()._apply(fn, recurse)
-        device = self.kan.act_fun[0].coef.device
-        self.kan.device = device
-        for layer in [*self.kan.act_fun, *self.kan.symbolic_fun]:
-            layer.device = device
+        _sync_device(self.kan)
         return self
+
+
+def _sync_device(kan: nn.Module) -> None:
+    device = kan.act_fun[0].coef.device
+    kan.device = device
+    for layer in [*kan.act_fun, *kan.symbolic_fun]:
+        layer.device = device
 
 
 class PykanAdapter(Adapter):
@@ -106,6 +121,7 @@ class PykanAdapter(Adapter):
     name = "pykan"
     family = "kan"
     option_keys = frozenset({"noise_scale", "affine_trainable"})
+    spec_fields = frozenset(ModelSpec.model_fields)  # grid_schedule included: extend_grid
 
     # -- availability and provenance -------------------------------------------------------
     def unavailable_reason(self) -> str | None:
@@ -152,19 +168,25 @@ class PykanAdapter(Adapter):
         self.check_spec(spec)
         noise_scale, affine_trainable = self._options(spec)
         base_fun = self._base_fun(spec)
+        build_kwargs = dict(
+            width=list(spec.widths(in_dim, out_dim)), grid=spec.grid, k=spec.k,
+            noise_scale=noise_scale, base_fun=base_fun, affine_trainable=affine_trainable,
+            grid_range=list(spec.grid_range), seed=seed,
+        )
+        return PykanNet(self._multkan(build_kwargs, device), build_kwargs).to(
+            device=device, dtype=dtype)
+
+    @staticmethod
+    def _multkan(build_kwargs: dict[str, Any], device: str | torch.device) -> nn.Module:
+        """A contained MultKAN (see the class docstring) from :meth:`build`'s arguments."""
         MultKAN = _import_multkan()
-        # pykan rewrites the width list in place ([n] -> [n, 0]): hand it a fresh one.
-        width = list(spec.widths(in_dim, out_dim))
+        kwargs = dict(build_kwargs)
+        kwargs["width"] = list(kwargs["width"])  # pykan rewrites it in place ([n] -> [n, 0])
+        seed = kwargs.pop("seed")
         with isolated_rng(seed), tempfile.TemporaryDirectory(prefix="kanbench-pykan-") as ckpt:
             kan = MultKAN(
-                width=width,
-                grid=spec.grid,
-                k=spec.k,
-                noise_scale=noise_scale,
-                base_fun=base_fun,
+                **kwargs,
                 symbolic_enabled=False,
-                affine_trainable=affine_trainable,
-                grid_range=list(spec.grid_range),
                 seed=seed % 2**32,
                 save_act=False,
                 auto_save=False,
@@ -174,7 +196,7 @@ class PykanAdapter(Adapter):
         # The symbolic branch is skipped in forward: its affine tensors cannot change the output.
         for p in kan.symbolic_fun.parameters():
             p.requires_grad_(False)
-        return PykanNet(kan).to(device=device, dtype=dtype)
+        return kan
 
     def param_count(self, spec: ModelSpec, in_dim: int, out_dim: int) -> int:
         """Sum over layers of ``n_in*n_out*(G+k+2)`` (coef + scale_base + scale_sp),
@@ -225,21 +247,116 @@ class PykanAdapter(Adapter):
             ]
         return named_targets(model, specs)
 
-    def has_regularization(self) -> bool:
-        return False
+    regularization_terms = frozenset({"l1", "entropy", "coef", "coefdiff"})
 
-    def regularization(self, model, l1=1.0, entropy=1.0):
-        """None: pykan's ``get_reg`` is not available in this form.
+    def enable_regularization(self, model):
+        if not isinstance(model, PykanNet):
+            raise AdapterError(f"pykan: expected a model built by this adapter, got {type(model)}")
+        model.record_activations = True
 
-        Its default metric ('edge_forward_spline_n') uses per-edge activation statistics that
-        the forward records only with ``save_act=True`` (the slow path); with ``save_act=False``
-        ``reg`` silently reduces to the coefficient terms, which are 0 at pykan's ``fit``
-        defaults (``lamb_coef=lamb_coefdiff=0``). This hook also gets no batch to record them.
-        """
-        return None
+    def regularization(self, model, l1=1.0, entropy=1.0, coef=0.0, coefdiff=0.0):
+        """pykan's own ``reg`` with the metric its ``fit`` uses by default
+        ('edge_forward_spline_n'), on the statistics of the last training forward: per layer,
+        ``l1`` x the sum of each edge's spline-output std over input std (+0.1), plus
+        ``entropy`` x the row and column entropies of those scales; plus ``coef`` x the mean
+        |coef| and ``coefdiff`` x the mean |difference of neighbouring coefs| per edge. These
+        are ``fit``'s ``lamb_l1``, ``lamb_entropy``, ``lamb_coef`` and ``lamb_coefdiff``
+        (its defaults: 1, 2, 0, 0); the weight outside is its ``lamb``. Needs
+        :meth:`enable_regularization` before the forward."""
+        kan = self._kan(model)
+        if (l1 or entropy) and len(kan.acts_scale_spline) != len(kan.act_fun):
+            raise AdapterError("pykan: its regulariser reads the activation statistics of the "
+                               "last training forward; call enable_regularization(model) first")
+        reg = kan.get_reg("edge_forward_spline_n", l1, entropy, coef, coefdiff)
+        kan.acts_scale_spline = []  # attached to the graph: read once, then dropped
+        return reg
+
+    def extend_grid(self, model, new_grid, x=None):
+        """pykan's own refinement (what ``MultKAN.refine`` does, without its checkpoint
+        files): a model with ``new_grid`` intervals is built from the same arguments, and
+        ``initialize_from_another_model`` interpolates each layer's grid from the old one and
+        fits its coefficients by least squares to the old splines at the samples ``x``.
+        Returns the largest per-edge activation deviation on ``x``."""
+        if x is None:
+            raise AdapterError("pykan: a grid refinement fits on samples; pass x")
+        if not isinstance(model, PykanNet):
+            raise AdapterError(f"pykan: expected a model built by this adapter, got {type(model)}")
+        old = model.kan
+        coef = old.act_fun[0].coef
+        model.build_kwargs = {**model.build_kwargs, "grid": new_grid}
+        new = self._multkan(model.build_kwargs, coef.device)
+        nn.Module.to(new, dtype=coef.dtype)  # MultKAN.to takes a device only
+        with torch.no_grad():
+            old.save_act = new.save_act = True
+            new.initialize_from_another_model(old, x)
+            old(x)
+            new(x)
+            deviation = max(float((a - b).abs().max()) for a, b in
+                            zip(old.spline_postacts, new.spline_postacts))
+            new.save_act = False
+        for name in ("cache_data", "acts", "spline_preacts", "spline_postacts",
+                     "spline_postsplines", "acts_premult", "acts_scale", "acts_scale_spline",
+                     "edge_actscale", "subnode_actscale"):
+            setattr(new, name, None if name in ("cache_data", "acts") else [])
+        model.kan = new
+        return deviation
 
     def update_grid(self, model, x):
         """pykan's ``update_grid_from_samples`` (grid_eps=0.02 blend of quantiles and uniform)."""
         with torch.no_grad():
             self._kan(model).update_grid_from_samples(x)
         return True
+
+    #: pykan's per-layer activation statistics (MultKAN attribute -> the statistic of its mean)
+    _ACTIVATION_SCALES = {
+        "subnode_actscale": "subnode_act_mean",
+        "edge_actscale": "edge_act_mean",
+        "acts_scale": "act_scale_mean",
+        "acts_scale_spline": "act_scale_spline_mean",
+    }
+    #: what pykan's save_act forward leaves on the model that holds the batch
+    _SAVED_BATCH = {"cache_data": None, "acts": None, "spline_preacts": [],
+                    "spline_postacts": [], "spline_postsplines": [], "acts_premult": []}
+
+    def activation_statistics(self, model, x):
+        """The means of pykan's activation scales on ``x`` (at least 2 rows: they are stds over
+        the batch), from one ``save_act=True`` forward of the wrapped MultKAN without grad:
+        ``subnode_act_mean`` (``subnode_actscale``: std of each subnode before its affine map),
+        ``edge_act_mean`` (``edge_actscale``: std of each edge's output), ``act_scale_mean``
+        (``acts_scale``: that std over the edge input's std + 0.1) and
+        ``act_scale_spline_mean`` (``acts_scale_spline``: the same for the spline part, what
+        the regulariser reads; equal to the former with the symbolic branch off).
+
+        Each is the mean of every element of every layer's tensor (``torch.cat`` of the
+        flattened tensors, then ``mean``): the study's "means of the lists over all layers'
+        tensors" reads as one mean over all edges (nodes), so a wide layer weighs more than a
+        narrow one; a mean of per-layer means would weigh layers equally instead.
+
+        No side effects: parameters, ``training``, ``save_act`` and the global RNG (the forward
+        draws nothing) are as before; the four statistics lists are restored to what the last
+        training forward left (the regulariser may still read them), and the batch-sized
+        lists the forward leaves are cleared, so the model holds no batch and deep-copies."""
+        kan = self._kan(model)
+        if x.ndim != 2 or len(x) < 2:
+            raise AdapterError(f"pykan: activation statistics are stds over a batch; need a "
+                               f"(B >= 2, in) input, got shape {tuple(x.shape)}")
+        coef = kan.act_fun[0].coef
+        missing = object()
+        before = {name: getattr(kan, name, missing) for name in self._ACTIVATION_SCALES}
+        save_act = kan.save_act
+        try:
+            kan.save_act = True
+            with torch.no_grad():
+                kan(x.to(device=coef.device, dtype=coef.dtype))
+            return {stat: torch.cat([t.flatten() for t in getattr(kan, name)]).mean().item()
+                    for name, stat in self._ACTIVATION_SCALES.items()}
+        finally:
+            kan.save_act = save_act
+            for name, value in self._SAVED_BATCH.items():
+                setattr(kan, name, None if value is None else [])
+            for name, value in before.items():
+                if value is missing:
+                    if hasattr(kan, name):
+                        delattr(kan, name)
+                else:
+                    setattr(kan, name, value)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from adapters import Adapter
+from bench.losses import task_loss
 from bench.records import RunResult, RunSpec
 from bench.records.spec import ShockSpec
 
@@ -35,6 +36,10 @@ class FitState:
     step: int = 0
     total_steps: int = 0  # planned optimisation steps (early stopping may end sooner)
     record: dict[str, Any] = field(default_factory=dict)
+    #: the run's splits on the device, name -> (x, y)
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    #: the weighted regularisation term of the last step (None: no regulariser)
+    step_reg: torch.Tensor | None = None
 
     def log(self, name: str, value: float) -> None:
         """One point of the per-step series ``name`` at the current step."""
@@ -48,9 +53,12 @@ class Callback:
         pass
 
     def wants_step(self, step: int) -> bool:
-        """Whether :meth:`on_step_end` runs after global step ``step`` (1-based). The trainer
-        skips the call (and its device synchronisation) otherwise."""
+        """Whether :meth:`on_step_start` and :meth:`on_step_end` run around global step ``step``
+        (1-based). The trainer skips the calls (and their device synchronisation) otherwise."""
         return True
+
+    def on_step_start(self, state: FitState) -> None:
+        """Before step ``state.step + 1`` changes the parameters (before its forward)."""
 
     def on_step_end(self, state: FitState, loss: torch.Tensor) -> None:
         pass
@@ -59,20 +67,99 @@ class Callback:
         pass
 
 
+#: rows of the fixed validation and test subsets a per-step probe evaluates: a full pass
+#: would dominate a step (every: 1), so the same rows are used at every probe of every run
+PROBE_ROWS = 256
+#: the per-parameter statistics of a per-step probe, series ``param/<name>/<statistic>``
+PARAM_STATISTICS = ("abs_mean", "rms", "abs_max", "grad_norm", "update_ratio")
+
+
+def probe_subset(x: torch.Tensor, y: torch.Tensor, rows: int = PROBE_ROWS
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed rows of a split a probe evaluates: ``rows`` of them drawn by a generator with
+    a constant seed, so every run of every model sees the same rows."""
+    if len(x) <= rows:
+        return x, y
+    index = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:rows]
+    index = index.sort().values.to(x.device)
+    return x[index], y[index]
+
+
 class ProbeCallback(Callback):
-    """The adapter's internal statistics (``Adapter.probe``): every ``every`` steps into the
-    per-step series, with the step's training loss, or once per epoch into the epoch curve."""
+    """Internal statistics of the model during training.
+
+    Once per epoch (``every`` None): the adapter's coefficient statistics (``Adapter.probe``)
+    into the epoch curve. Every ``every`` steps: into the per-step series, after the step,
+    ``train_loss`` (the step's loss, as trained), ``val_loss`` and ``test_loss`` (the same loss
+    on fixed subsets of :data:`PROBE_ROWS` rows, see :func:`probe_subset`), ``reg`` (the
+    weighted regularisation term, when the scheme has one), ``lr``, ``grad_norm`` (the global
+    L2 norm of the gradients the step applied, after clipping), ``coef_mean`` (mean |theta|
+    over the adapter's coefficient tensors: a KAN's spline coefficients, an MLP's weights), the
+    implementation's own activation statistics (``Adapter.activation_statistics`` on the
+    validation subset: pykan's), ``probe_<name>`` (``Adapter.probe``) and, for every named
+    parameter tensor, ``param/<name>/abs_mean``, ``rms``, ``abs_max``, ``grad_norm`` and
+    ``update_ratio`` (||theta after - theta before|| / ||theta before|| over the step).
+    Probes change nothing a run computes: no random draws, evaluation without gradients.
+    """
 
     def __init__(self, every: int | None = None):
         self.every = every
+        self.before: dict[str, torch.Tensor] = {}
+        self.subsets: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def on_fit_start(self, state: FitState) -> None:
+        if self.every is not None:
+            self.subsets = {name: probe_subset(*state.splits[name])
+                            for name in ("val", "test") if name in state.splits}
 
     def wants_step(self, step: int) -> bool:
         return self.every is not None and step % self.every == 0
 
+    @torch.no_grad()
+    def on_step_start(self, state: FitState) -> None:
+        self.before = {name: p.detach().clone() for name, p in state.model.named_parameters()
+                       if p.requires_grad}
+
+    @torch.no_grad()
     def on_step_end(self, state: FitState, loss: torch.Tensor) -> None:
         state.log("train_loss", float(loss.detach()))
-        for name, value in state.adapter.probe(state.model).items():
+        state.log("lr", state.optimizer.param_groups[0]["lr"])
+        if state.step_reg is not None:
+            state.log("reg", float(state.step_reg))
+        model = state.model
+        was_training = model.training
+        model.eval()
+        for name, (x, y) in self.subsets.items():
+            state.log(f"{name}_loss", float(task_loss(state.data.task, model(x), y)))
+        if "val" in self.subsets:
+            for name, value in state.adapter.activation_statistics(
+                    model, self.subsets["val"][0]).items():
+                state.log(name, value)
+        model.train(was_training)
+        coefs = [c.detach().abs().flatten() for c in state.adapter.spline_coefficients(model)]
+        if coefs:
+            state.log("coef_mean", float(torch.cat(coefs).float().mean()))
+        for name, value in state.adapter.probe(model).items():
             state.log(f"probe_{name}", value)
+        grad_sq = 0.0
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            theta = p.detach().float()
+            prefix = f"param/{name}/"
+            state.log(prefix + "abs_mean", float(theta.abs().mean()))
+            state.log(prefix + "rms", float(theta.pow(2).mean().sqrt()))
+            state.log(prefix + "abs_max", float(theta.abs().max()))
+            grad = 0.0 if p.grad is None else float(p.grad.detach().float().norm())
+            grad_sq += grad * grad
+            state.log(prefix + "grad_norm", grad)
+            before = self.before.get(name)
+            if before is not None and before.shape == p.shape:  # a refinement replaces tensors
+                norm = float(before.float().norm())
+                change = float((theta - before.float()).norm())
+                state.log(prefix + "update_ratio", change / norm if norm > 0 else float("nan"))
+        state.log("grad_norm", grad_sq ** 0.5)
+        self.before = {}
 
     def on_epoch_end(self, state: FitState) -> None:
         if self.every is None:
@@ -113,6 +200,12 @@ class ShockCallback(Callback):
             noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float64) * sigma
             tensor.add_(noise.to(device=tensor.device, dtype=tensor.dtype))
         state.log("shock", 1.0)
+        if "val" in state.splits:  # the loss the noise caused, before any step repairs it
+            x, y = probe_subset(*state.splits["val"])
+            was_training = state.model.training
+            state.model.eval()
+            state.log("after_shock_val_loss", float(task_loss(state.data.task, state.model(x), y)))
+            state.model.train(was_training)
 
 
 class EpochProgress(Callback):

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from adapters import AdapterError
 from bench.errors import KanbenchError
+from bench.export_layouts import SERIES_LAYOUTS, pykan_logger_table
 from bench.speed.interleaved import KINDS, render_markdown, select_configs, speed_interleaved
 
 
@@ -141,7 +142,8 @@ def _cmd_budget(args: argparse.Namespace) -> int:
 
     print(f"suite {suite.name}: {len(plan.runs)} runs "
           f"({len(plan.shapes)} datasets x {len(suite.models)} models x "
-          f"{len(suite.resolved_schemes())} schemes x {len(suite.seeds)} seeds)")
+          f"{len(suite.resolved_schemes())} schemes x {len(suite.seeds)} seeds"
+          + (f" x (1 control + {len(suite.shocks())} shocks)" if suite.shocks() else "") + ")")
     for label, solved in plan.solved.items():
         data = plan.shapes[label]
         print(f"\n{label}: in={data.in_dim} out={data.out_dim} ({data.task})")
@@ -185,17 +187,38 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _series_layout(args: argparse.Namespace) -> str | None:
+    """The layout of the per-step series asked for (None: the per-run table), checked."""
+    if args.wide and args.layout not in (None, "wide"):
+        raise KanbenchError(f"--wide is --layout wide: it contradicts --layout {args.layout}")
+    layout = "wide" if args.wide else args.layout
+    if layout is not None and not args.series:
+        flag = "--wide" if args.wide else f"--layout {layout}"
+        raise KanbenchError(f"{flag} shapes the per-step series: use it with --series")
+    if args.all_models and layout != "pykan-logger":
+        raise KanbenchError("--all-models widens --layout pykan-logger: use it with that layout")
+    return (layout or "long") if args.series else None
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
+    from bench.shocks import with_shocks
     from bench.store import Store
 
-    if args.wide and not args.series:
-        raise KanbenchError("--wide pivots the per-step series: use it with --series")
+    layout = _series_layout(args)
     if args.format == "parquet":
         _require_pyarrow()
         if not args.output:
             raise KanbenchError("--format parquet writes a binary file: give -o FILE")
     with Store(args.store, readonly=True) as store:
-        df = store.series(wide=args.wide) if args.series else store.export()
+        if layout == "pykan-logger":
+            df = pykan_logger_table(store.series(), store.runs(), all_models=args.all_models)
+            if df.empty:
+                which = "runs" if args.all_models else "pykan runs"
+                print(f"note: no {which} with a per-step train_loss series in {args.store}: "
+                      f"wrote the columns only, no rows", file=sys.stderr)
+        else:
+            df = store.series(wide=layout == "wide") if layout else with_shocks(
+                store, store.export())
     if args.format == "parquet":
         df.to_parquet(args.output, index=False)
         return 0
@@ -308,8 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parquet needs pyarrow and -o")
     e.add_argument("--series", action="store_true",
                    help="the per-step series instead: one row per run, step and name")
-    e.add_argument("--wide", action="store_true",
-                   help="with --series: one row per run and step, one column per name")
+    e.add_argument("--layout", choices=SERIES_LAYOUTS,
+                   help="with --series: long (default; one row per run, step and name), wide "
+                        "(one row per run and step, one column per name) or pykan-logger (the "
+                        "pykan study's per-step logger CSV: one row per run and step, columns "
+                        "run_key, model, dataset, seed, step, train_loss, test_loss, reg, "
+                        "subnode_act_mean, edge_act_mean, act_scale_mean, "
+                        "act_scale_spline_mean, coef_mean; regression losses as RMSE)")
+    e.add_argument("--wide", action="store_true", help="the same as --layout wide")
+    e.add_argument("--all-models", action="store_true",
+                   help="with --layout pykan-logger: every run, KAN and MLP (default: pykan "
+                        "runs only; pykan's activation columns stay empty for the others and "
+                        "coef_mean is 0 for models without spline coefficients)")
     e.add_argument("-o", "--output", help="write to a file instead of standard output")
     e.set_defaults(func=_cmd_export)
 

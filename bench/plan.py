@@ -183,12 +183,14 @@ def build_plan(suite: Suite, path: str | Path, *, device: str | None = None,
                     budget = {"reference": s.reference, "target": s.target,
                               "rel_error": s.rel_error, "tolerance": s.tolerance}
                 for seed in suite.seeds:
-                    runs.append(RunSpec(
-                        suite=suite.name or Path(path).stem, dataset=entry.name,
-                        dataset_label=entry.display, dataset_options=dict(entry.options),
-                        split=split, model=m.name, adapter=m.adapter,
-                        family=family, arch=s.spec, params=s.params,
-                        budget=budget, scheme=scheme, training=training, seed=seed, device=dev,
-                        interventions=interventions, data_hash=shape.data_hash,
-                    ))
+                    for shock in [None, *suite.shocks()]:  # the control first, then its twins
+                        runs.append(RunSpec(
+                            suite=suite.name or Path(path).stem, dataset=entry.name,
+                            dataset_label=entry.display, dataset_options=dict(entry.options),
+                            split=split, model=m.name, adapter=m.adapter,
+                            family=family, arch=s.spec, params=s.params,
+                            budget=budget, scheme=scheme, training=training, seed=seed,
+                            device=dev, data_hash=shape.data_hash,
+                            interventions=interventions.model_copy(update={"shock": shock}),
+                        ))
     return Plan(suite, str(path), runs, shapes, solved_all, root)

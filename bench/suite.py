@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,7 +18,7 @@ import adapters
 from bench.datasets import dataset_entry, dataset_names, unknown_option
 from bench.errors import SuiteError
 from bench.init import check_init
-from bench.records.spec import ProbeSpec, SplitSpec, TrainingSpec
+from bench.records.spec import ProbeSpec, ShockSpec, SplitSpec, TrainingSpec
 
 
 #: seeds are stored as SQLite INTEGERs and passed to torch.manual_seed: both take [0, 2**63 - 1]
@@ -174,6 +174,36 @@ class DatasetEntry(_Strict):
         return self.label or self.name
 
 
+class ShockPlan(_Strict):
+    """A coefficient shock as a suite sets it: one shocked run per ``sigma`` for every plain
+    run, each compared with that plain run, its unshocked control (same data, scheme, seed
+    and model: one control serves every sigma). See :class:`bench.records.spec.ShockSpec`."""
+
+    at: float = Field(0.5, gt=0, lt=1, description="fraction of the planned training steps")
+    sigma: list[float] = Field(min_length=1, description="noise standard deviations")
+    scale: Literal["absolute", "relative"] = "absolute"
+    target: Literal["coefficients", "all"] = "coefficients"
+
+    @field_validator("sigma", mode="before")
+    @classmethod
+    def _one_or_many(cls, sigma: Any) -> Any:
+        return [sigma] if isinstance(sigma, (int, float)) and not isinstance(sigma, bool) else sigma
+
+    @field_validator("sigma")
+    @classmethod
+    def _positive_distinct(cls, sigma: list[float]) -> list[float]:
+        bad = [v for v in sigma if not (math.isfinite(v) and v > 0)]
+        if bad:
+            raise ValueError(f"every sigma must be a finite number above 0, got {bad[0]}")
+        if len(set(sigma)) < len(sigma):
+            raise ValueError(f"sigma lists a value twice: {sigma}")
+        return sigma
+
+    def shocks(self) -> list[ShockSpec]:
+        return [ShockSpec(at=self.at, sigma=v, scale=self.scale, target=self.target)
+                for v in self.sigma]
+
+
 class Suite(_Strict):
     name: str | None = None
     description: str = ""
@@ -187,6 +217,9 @@ class Suite(_Strict):
         "[...]}: the cross product of the grid's values, plus the named ones")
     probes: ProbeSpec = Field(ProbeSpec(), description="how often internal statistics are "
                               "recorded: {every: N} steps, or once per epoch (the default)")
+    shock: ShockPlan | list[ShockPlan] | None = Field(
+        None, description="coefficient shocks: {at, sigma: [..], scale, target}, or a list of "
+        "them; every plain run gets one shocked twin per setting and sigma")
     budget: BudgetSpec | None = Field(
         None, description="default budget for every model without its own (params targets only)"
     )
@@ -205,6 +238,20 @@ class Suite(_Strict):
             raise ValueError(f"duplicate seed(s) {repeated}: a seed repeated would train the "
                              f"same runs twice; list each seed once")
         return seeds
+
+    def shocks(self) -> list[ShockSpec]:
+        """Every shock a plain run is repeated with (none without ``shock``)."""
+        plans = [] if self.shock is None else (
+            self.shock if isinstance(self.shock, list) else [self.shock])
+        shocks = [spec for plan in plans for spec in plan.shocks()]
+        return list(dict.fromkeys(shocks))  # one run per distinct setting
+
+    @model_validator(mode="after")
+    def _shock_needs_step_probes(self) -> Suite:
+        if self.shock is not None and self.probes.every is None:
+            raise ValueError("a shock's recovery is measured on the per-step series: set "
+                             "probes: {every: N} (steps between probes, e.g. 1 or 5)")
+        return self
 
     def scheme_overrides(self) -> list[tuple[str, dict[str, Any]]]:
         """(name, overrides of ``training``) of every scheme: the named ones, then the grid's."""
@@ -433,11 +480,16 @@ def _check_references(suite: Suite, path: str) -> None:
                 check_init(adapter, training.init)
             except adapters.AdapterError as exc:
                 raise SuiteError(path, f"models[{i}]", f"scheme '{scheme}': {exc}") from None
-            if training.regularization is not None and not adapter.has_regularization():
-                raise SuiteError(path, f"models[{i}]", (
-                    f"scheme '{scheme}' asks for regularization, but adapter '{m.adapter}' "
-                    f"has no regulariser of its own (native and efficient_kan have one); leave "
-                    f"it out of this scheme or model"))
+            if training.regularization is not None:
+                asked = {n for n, w in training.regularization.terms().items() if w}
+                if not adapter.has_regularization() or asked - adapter.regularization_terms:
+                    has = ", ".join(sorted(adapter.regularization_terms))
+                    raise SuiteError(path, f"models[{i}]", (
+                        f"scheme '{scheme}' asks for regularization "
+                        f"({', '.join(sorted(asked)) or 'weight only'}), but adapter "
+                        f"'{m.adapter}' " + (f"weighs only {has}" if has else
+                        "has no regulariser of its own (native, efficient_kan and pykan have "
+                        "one)") + "; leave it out of this scheme or model"))
     # cycles: follow match chains
     for i, m in enumerate(suite.models):
         seen = [m.name]

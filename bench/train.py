@@ -11,7 +11,7 @@ Honesty rules kept here:
 - a non-finite loss marks the run ``diverged`` at its global step; the curves up to there are kept.
 
 Extension points: callbacks (:mod:`bench.callbacks`, built from the run specification) see the
-model, optimizer and adapter at fixed points (``on_fit_start``, ``on_step_end``,
+model, optimizer and adapter at fixed points (``on_fit_start``, ``on_step_start``, ``on_step_end``,
 ``on_epoch_end``) and add values to the epoch record, per-run values and per-step series; their
 time is measured apart (``callback_time_s``) and never counted as training time.
 """
@@ -24,13 +24,14 @@ import time
 import traceback
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from adapters import Adapter
 from bench.callbacks import Callback, FitState, callbacks_for
 from bench.datasets import Dataset
 from bench.init import apply_init
+from bench.losses import task_loss
 from bench.records import RunResult, RunSpec, TrainingSpec, higher_is_better, overfitting_gap
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,7 @@ def _scheduler(optimizer: torch.optim.Optimizer, t: TrainingSpec, metric: str):
 
 
 def _loss(data: Dataset, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    if data.task == "classification":
-        return F.cross_entropy(out, y)
-    return F.mse_loss(out, y)
+    return task_loss(data.task, out, y)
 
 
 @torch.no_grad()
@@ -155,7 +154,7 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     batch_size = n if full_batch else t.batch_size
     steps_per_epoch = math.ceil(n / batch_size)
     state = FitState(spec, adapter, model, optimizer, data, result,
-                     total_steps=t.epochs * steps_per_epoch)
+                     total_steps=t.epochs * steps_per_epoch, splits=splits)
     callback_time = 0.0
     # Batch order depends only on the run's seed, through a private generator.
     order_rng = torch.Generator().manual_seed(spec.seed)
@@ -181,6 +180,7 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     samples = 0
     refinements = dict(spec.arch.grid_schedule)
     grid = spec.arch.grid
+    stage_start = grid_updates = 0
     for epoch in range(1, t.epochs + 1):
         state.epoch = epoch
         if epoch in refinements:  # the KAN paper's grid extension, then a fresh optimiser
@@ -203,6 +203,15 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
                 _sync(device)
                 result.warmup_time_s = (result.warmup_time_s or 0.0) + time.perf_counter() - tick
             result.record(f"grid_refine_deviation_epoch{epoch}", deviation)
+        if epoch in refinements or epoch == 1:
+            stage_start = epoch
+        if _grid_update_due(t, epoch - stage_start):  # pykan's fit: knots follow the data
+            _sync(device)
+            tick = time.perf_counter()
+            if adapter.update_grid(model, x_train[:REFINE_SAMPLES]):
+                grid_updates += 1
+            _sync(device)
+            train_time += time.perf_counter() - tick
         perm = torch.randperm(n, generator=order_rng).to(device)
         step_losses = torch.empty(steps_per_epoch, device=device)
         step_regs = torch.zeros(steps_per_epoch, device=device)
@@ -212,6 +221,14 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
         lr = optimizer.param_groups[0]["lr"]
         for b, start in enumerate(range(0, n, batch_size)):
             idx = perm[start:start + batch_size]
+            wanted = [cb for cb in callbacks if cb.wants_step(state.step + 1)]
+            if wanted:
+                _sync(device)
+                hook_tick = time.perf_counter()
+                for cb in wanted:
+                    cb.on_step_start(state)
+                _sync(device)
+                step_callback_time += time.perf_counter() - hook_tick
             try:
                 if full_batch:
                     loss, reg = _lbfgs_step(optimizer, model, data, x_train, y_train, penalty)
@@ -233,8 +250,8 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
             if reg is not None:
                 step_regs[b] = reg.detach()
             state.step += 1
+            state.step_reg = None if reg is None else reg.detach()
             samples += len(idx)
-            wanted = [cb for cb in callbacks if cb.wants_step(state.step)]
             if wanted:
                 _sync(device)
                 hook_tick = time.perf_counter()
@@ -313,22 +330,55 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
         elif scheduler is not None:
             scheduler.step()
 
-    result.test_metric_last = result.curves[-1]["test_metric"]
+    last = result.curves[-1]
+    result.test_metric_last = last["test_metric"]
+    # the gap where training ended, beside the headline gap at the selected epoch
+    result.record("gap_last", overfitting_gap(data.metric, last["train_metric"],
+                                              last["test_metric"]))
     result.test_metric_best_test = best_test
+    if refinements:
+        _record_grid_stages(result, data.metric)
+    if t.grid_update is not None:
+        result.record("grid_updates", grid_updates)
     result.train_time_s = train_time
     result.eval_time_s = eval_time
     result.throughput = samples / train_time if train_time > 0 else None
 
 
+def _grid_update_due(t: TrainingSpec, epoch_in_stage: int) -> bool:
+    """Whether grids are refitted at this epoch of the grid stage (0: its first epoch)."""
+    g = t.grid_update
+    return g is not None and epoch_in_stage < g.until and epoch_in_stage % g.every == 0
+
+
+def _record_grid_stages(result: RunResult, metric: str) -> None:
+    """The grid-extension figures of a run with a grid schedule: the test metric at the end of
+    each grid size's stage (``test_metric_grid<G>``, the last epoch trained with it: no
+    selection, as the KAN paper reports them), and for RMSE the least-squares slope of
+    log RMSE against log G over the stages (``grid_rmse_slope``; the KAN paper's scaling law
+    predicts -(k + 1) for a smooth target)."""
+    ends: dict[int, float] = {}
+    for record in result.curves:  # later epochs of a stage overwrite earlier ones
+        ends[record["grid"]] = record["test_metric"]
+    for grid, value in ends.items():
+        result.record(f"test_metric_grid{grid}", value)
+    if metric == "rmse" and len(ends) >= 2 and all(v > 0 for v in ends.values()):
+        slope, _ = np.polyfit(np.log(list(ends)), np.log(list(ends.values())), 1)
+        result.record("grid_rmse_slope", float(slope))
+
+
 def _penalty(adapter: Adapter, model: torch.nn.Module, t: TrainingSpec):
-    """A function giving the weighted regularisation term of the current parameters, or None
-    (no regulariser asked for)."""
+    """A function giving the weighted regularisation term of the last training forward, or
+    None (no regulariser asked for)."""
     spec = t.regularization
     if spec is None:
         return lambda: None
+    adapter.enable_regularization(model)
+    # the suite checked that every non-zero term is one the adapter weighs
+    weights = {name: w for name, w in spec.terms().items() if name in adapter.regularization_terms}
 
     def term() -> torch.Tensor:
-        reg = adapter.regularization(model, l1=spec.l1, entropy=spec.entropy)
+        reg = adapter.regularization(model, **weights)
         if reg is None:
             raise ValueError(f"adapter '{adapter.name}' has no regulariser of its own")
         return spec.weight * reg

@@ -141,7 +141,10 @@ def test_no_files_written(adapter, tmp_path, monkeypatch):
     x = torch.rand(32, 3) * 2 - 1
     model(x).sum().backward()
     adapter.update_grid(model, x)
+    adapter.enable_regularization(model)
+    model(x)
     adapter.regularization(model)
+    adapter.extend_grid(model, 6, x)
     assert _tree(tmp_path) == before
     assert not (tmp_path / "model").exists()
     # the checkpoint folder pykan was pointed at is gone too
@@ -186,12 +189,59 @@ def test_update_grid_follows_data(adapter):
     assert torch.isfinite(model(x)).all()
 
 
-def test_spline_coefficients_and_regularization(adapter):
+def test_spline_coefficients(adapter):
     model = adapter.build(SPEC, 3, 2, seed=0)
     coefs = adapter.spline_coefficients(model)
     assert [tuple(c.shape) for c in coefs] == [(3, 4, 6), (4, 2, 6)]
     assert all(c is layer.coef for c, layer in zip(coefs, model.kan.act_fun))
-    assert adapter.regularization(model) is None
+
+
+def test_regularization_is_pykans_own_reg_of_the_training_forward(adapter):
+    model = adapter.build(SPEC, 3, 2, seed=0)
+    x = torch.rand(64, 3) * 2 - 1
+    with pytest.raises(AdapterError, match="enable_regularization"):
+        model(x)
+        adapter.regularization(model)
+    adapter.enable_regularization(model)
+    model.train()
+    model(x)
+    weights = dict(l1=0.7, entropy=2.0, coef=0.3, coefdiff=0.2)
+    reg = adapter.regularization(model, **weights)
+    assert reg.requires_grad  # it trains: the penalty's gradient reaches the coefficients
+    # the oracle: pykan itself, on its save_act path (what its fit does)
+    kan = copy.deepcopy(model.kan)
+    kan.save_act = True
+    kan(x)
+    expected = kan.get_reg("edge_forward_spline_n", 0.7, 2.0, 0.3, 0.2)
+    assert reg.item() == pytest.approx(expected.item(), rel=1e-6)
+    reg.backward()
+    assert model.kan.act_fun[0].coef.grad.abs().sum() > 0
+    # evaluation forwards stay on pykan's fast path and record nothing
+    model.eval()
+    model(x)
+    assert model.kan.save_act is False and model.kan.acts_scale_spline == []
+
+
+def test_extend_grid_is_pykans_refinement_and_preserves_the_function(adapter):
+    model = adapter.build(SPEC, 3, 2, seed=0)
+    x = torch.rand(512, 3) * 2 - 1
+    with torch.no_grad():
+        before = model(x)
+    old_coef = model.kan.act_fun[0].coef
+    deviation = adapter.extend_grid(model, 6, x)
+    assert [tuple(c.shape) for c in adapter.spline_coefficients(model)] == [(3, 4, 9), (4, 2, 9)]
+    assert model.kan.act_fun[0].coef is not old_coef and model.build_kwargs["grid"] == 6
+    assert adapter.count_params(model) == adapter.param_count(
+        SPEC.model_copy(update={"grid": 6}), 3, 2)
+    # doubling G nests the spline spaces: the least-squares refit is exact up to rounding
+    assert deviation < 1e-4
+    with torch.no_grad():
+        assert torch.allclose(model(x), before, atol=1e-4)
+    # the symbolic branch stays frozen, and the refined model still trains
+    assert not any(p.requires_grad for p in model.kan.symbolic_fun.parameters())
+    model(x).sum().backward()
+    assert model.kan.act_fun[0].coef.grad is not None
+    copy.deepcopy(model)
 
 
 def test_activation_and_options(adapter):

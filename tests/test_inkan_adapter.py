@@ -67,8 +67,14 @@ def test_seeded_eager_forward_backward_and_instrumentation():
     assert m1.compiled_basis is False
     assert a.provenance(m1)["compiled_basis"] == "false"
     coefs = a.spline_coefficients(m1)
-    assert [tuple(c.shape) for c in coefs] == [(5, 4 * 9 + 4), (3, 5 * 9 + 5)]
-    assert {id(c) for c in coefs} <= {id(p) for p in m1.parameters()}
+    assert [tuple(c.shape) for c in coefs] == [(5, 4 * 9), (3, 5 * 9)]
+    # views of the packed weights, so a shock written into them reaches the model
+    assert [c._base is layer.weight for c, layer in zip(coefs, m1.layers)] == [True, True]
+    packed = m1.layers[0].weight.detach().clone()
+    with torch.no_grad():
+        coefs[0].add_(1.0)
+    assert torch.equal(m1.layers[0].weight[:, :36], packed[:, :36] + 1.0)
+    assert torch.equal(m1.layers[0].weight[:, 36:], packed[:, 36:])  # base weights untouched
     assert a.regularization(m1) is None and a.update_grid(m1, x) is False
 
 

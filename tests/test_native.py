@@ -501,6 +501,24 @@ def test_extend_grid_preserves_function(new_grid, bound):
     assert (after - before).abs().max().item() < bound * 10
 
 
+def test_extend_grid_keeps_a_data_adapted_grid_and_the_function():
+    torch.manual_seed(0)
+    layer = NativeKANLayer(2, 3, grid=3, k=3).double()
+    with torch.no_grad():
+        layer.spline_weight.normal_()
+        layer.update_grid(torch.randn(500, 2, dtype=torch.float64) ** 3)  # skewed: non-uniform
+    old_interior = layer.grid[:, 3:7].clone()
+    x = old_interior[:, 0] + torch.rand(400, 2, dtype=torch.float64) * (
+        old_interior[:, -1] - old_interior[:, 0])
+    before = layer(x)
+    deviation = layer.extend_grid(6)
+    assert layer.uniform is None and layer.spline_weight.is_contiguous()
+    # every old knot is still a knot (each old cell split in two), so the spaces nest
+    assert torch.allclose(layer.grid[:, 3:10:2], old_interior)
+    assert deviation < 1e-9
+    assert (layer(x) - before).abs().max().item() < 1e-9
+
+
 # -- the fused (torch.compile'd) kernel, its eager fallback, non-finite inputs -----------------
 
 def _fused_call(layer, kernels):

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from scipy.stats import linregress
 
 import adapters
 from bench import suite as suite_mod
 from bench.cli import main
 from bench.plan import build_plan
 from bench.records import TrainingSpec
+from bench.records.spec import GridUpdateSpec
 from bench.runner import execute, run_one
 from bench.store import Store
 
@@ -67,9 +70,14 @@ def test_a_bad_grid_is_a_suite_error_naming_the_key(write_suite, capsys, bad, ke
 def test_new_training_fields_enter_the_key_only_when_set():
     plain = TrainingSpec()
     assert set(plain.identity()) == set(TrainingSpec.model_fields) - {
-        "init", "schedule", "divergence_bound", "regularization"}
+        "init", "schedule", "divergence_bound", "regularization", "grid_update"}
     assert plain.identity() != TrainingSpec(init="xavier_normal").identity()
     assert plain.identity() != TrainingSpec(schedule="cosine").identity()
+    # regularisation terms added later (pykan's) enter it only when set
+    reg = TrainingSpec(regularization={"weight": 0.1}).identity()["regularization"]
+    assert reg == {"weight": 0.1, "l1": 1.0, "entropy": 1.0}
+    assert TrainingSpec(regularization={"weight": 0.1, "coef": 0.5}).identity()[
+        "regularization"] == {**reg, "coef": 0.5}
 
 
 OPTIMISER_SUITE = """
@@ -205,7 +213,29 @@ def test_regularisation_on_an_adapter_without_a_regulariser_is_a_suite_error(wri
                                            "adapter: mlp, hidden: [3]"))
     assert main(["budget", str(path)]) == 2
     err = capsys.readouterr().err
-    assert f"{path}: models[1]: scheme 'default' asks for regularization, but adapter 'mlp'" in err
+    assert (f"{path}: models[1]: scheme 'default' asks for regularization (entropy, l1), but "
+            f"adapter 'mlp' has no regulariser of its own") in err
+
+
+def test_a_regularisation_term_the_adapter_lacks_is_a_suite_error(write_suite, capsys):
+    path = write_suite(REGULARIZED.replace("entropy: 0.5}", "entropy: 0.5, coef: 0.1}"))
+    assert main(["budget", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert (f"{path}: models[0]: scheme 'default' asks for regularization (coef, entropy, l1), "
+            f"but adapter 'native' weighs only entropy, l1") in err, err
+
+
+def test_pykan_trains_with_its_own_regulariser(write_suite):
+    text = REGULARIZED.replace("entropy: 0.5}", "entropy: 0.5, coef: 0.1, coefdiff: 0.1}")
+    text = text.split("models:")[0] + "models:\n  - {name: pykan, adapter: pykan, hidden: [3]}\n"
+    spec = _plan(write_suite, text).runs[0]
+    assert spec.identity()["training"]["regularization"]["coefdiff"] == 0.1
+    result = run_one(spec)
+    assert result.status == "ok", result.error
+    assert all(r["reg"] > 0 for r in result.curves)
+    plain = run_one(spec.model_copy(update={"training": spec.training.model_copy(
+        update={"regularization": None})}))
+    assert [r["train_loss"] for r in plain.curves] != [r["train_loss"] for r in result.curves]
 
 
 def test_lbfgs_minimises_the_regularised_loss(write_suite):
@@ -245,6 +275,47 @@ def test_a_grid_schedule_refines_preserving_the_function_and_training_goes_on(wr
     losses = [r["train_eval_loss"] for r in result.curves]
     assert losses[-1] < losses[3] and losses[3] < losses[0]
     assert "G=5->10->20" in spec.arch.describe("kan")
+    # the test RMSE at the end of each grid size's stage, and the slope of log RMSE vs log G
+    ends = {g: result.curves[e - 1]["test_metric"] for g, e in ((5, 3), (10, 6), (20, 9))}
+    assert {g: result.values[f"test_metric_grid{g}"] for g in ends} == ends
+    expected = linregress(np.log([5, 10, 20]), np.log(list(ends.values()))).slope
+    assert result.values["grid_rmse_slope"] == pytest.approx(expected)
+
+
+def test_pykan_follows_a_grid_schedule_with_its_own_refinement(write_suite):
+    text = GRID_SCHEDULE.replace("adapter: native", "adapter: pykan")
+    spec = _plan(write_suite, text).runs[0]
+    result = run_one(spec)
+    assert result.status == "ok", result.error
+    assert [r["grid"] for r in result.curves] == [5] * 3 + [10] * 3 + [20] * 3
+    pykan = adapters.get("pykan")
+    assert result.params == pykan.param_count(spec.arch.model_copy(update={"grid": 20}), 2, 1)
+    assert result.values["grid_refine_deviation_epoch4"] < 1e-3
+    losses = [r["train_eval_loss"] for r in result.curves]
+    assert losses[-1] < losses[0]
+
+
+def test_grid_updates_follow_each_grid_stage_and_leave_an_mlp_alone(write_suite):
+    text = GRID_SCHEDULE.replace("lr: 0.01}", "lr: 0.01, grid_update: {every: 2, until: 4}}") + \
+        "  - {name: mlp, adapter: mlp, hidden: [8]}\n"
+    kan, mlp = _plan(write_suite, text).runs
+    assert kan.identity()["training"]["grid_update"] == {"every": 2, "until": 4}
+    plain_training = kan.training.model_copy(update={"grid_update": None})
+    assert "grid_update" not in plain_training.identity()
+    updated = run_one(kan)
+    assert updated.status == "ok", updated.error
+    # stages start at epochs 1 (G=5), 4 (G=10) and 7 (G=20): every 2nd epoch of each, 1 and 3,
+    # 4 and 6, 7 and 9; with until: 1 only each stage's first epoch
+    assert updated.values["grid_updates"] == 6
+    first_only = kan.training.model_copy(update={"grid_update": GridUpdateSpec(every=1, until=1)})
+    assert run_one(kan.model_copy(update={"training": first_only})).values["grid_updates"] == 3
+    fixed = run_one(kan.model_copy(update={"training": plain_training}))
+    assert [r["train_loss"] for r in fixed.curves] != [r["train_loss"] for r in updated.curves]
+    # an MLP has no grid: the same training with or without grid updates
+    mlp_updated = run_one(mlp)
+    mlp_fixed = run_one(mlp.model_copy(update={"training": plain_training}))
+    assert mlp_updated.values["grid_updates"] == 0
+    assert [r["train_loss"] for r in mlp_updated.curves] == [r["train_loss"] for r in mlp_fixed.curves]
 
 
 def test_a_grid_schedule_enters_the_key_only_when_set(write_suite):

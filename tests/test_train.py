@@ -38,6 +38,8 @@ def test_best_epoch_is_chosen_on_validation(write_suite):
     assert r.gap == pytest.approx(chosen["train_metric"] - chosen["test_metric"])
     assert r.test_metric_best_test == max(c["test_metric"] for c in r.curves)
     assert r.test_metric_last == r.curves[-1]["test_metric"]
+    last = r.curves[-1]
+    assert r.values["gap_last"] == pytest.approx(last["train_metric"] - last["test_metric"])
     assert r.epochs == 12 and len(r.curves) == 12
     assert r.train_time_s > 0 and r.throughput > 0 and r.threads == torch.get_num_threads()
     assert r.params == 13 * 8 + 8 + 8 * 3 + 3

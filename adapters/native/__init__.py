@@ -134,6 +134,8 @@ class NativeAdapter(Adapter):
             specs += bspline_edge_targets(layer.base_weight, layer.spline_weight, layer.spline_scaler)
         return named_targets(model, specs)
 
+    regularization_terms = frozenset({"l1", "entropy"})
+
     def regularization(self, model: NativeKAN, l1: float = 1.0,
                        entropy: float = 1.0) -> torch.Tensor:
         """efficient-kan's regulariser (see EfficientKANAdapter.regularization)."""

@@ -411,34 +411,46 @@ class NativeKANLayer(nn.Module):
         """Refine to ``new_grid`` intervals, refitting the spline weights by least squares so the
         function is preserved (the KAN paper's grid extension, e.g. G = 5 -> 10 -> 20 -> 50).
 
-        The new knots are uniform on the same interval as the current interior knots (per
-        input), extended by ``k`` new intervals each side. The fit points are
-        ``samples_per_cell`` per new cell over that interval, plus ``x`` when given. When
-        ``new_grid`` is a multiple of the old one on a uniform grid the old spline lies in the
-        new space and the refit is exact up to rounding inside the interval; otherwise the
-        error is the least-squares approximation error. Outside the interval the new spline
+        The new interior knots subdivide the current ones piecewise linearly (per input: each
+        old cell split evenly when ``new_grid`` is a multiple of the old G, as pykan's
+        refinement interpolates its parent grid), so a uniform grid stays uniform and a
+        data-adapted one (after ``update_grid``) keeps its shape; ``k`` new knots at the mean
+        new spacing extend it each side. The fit points are ``samples_per_cell`` per new cell,
+        plus ``x`` when given. When ``new_grid`` is a multiple of the old G the old spline lies
+        in the new space and the refit is exact up to rounding inside the interval; otherwise
+        the error is the least-squares approximation error. Outside the interval the new spline
         follows the old one only down to ``k`` *new* intervals (the extension is shorter).
-        ``spline_weight`` is replaced by a new Parameter (rebuild the optimiser).
+        ``spline_weight`` is replaced by a new contiguous Parameter (rebuild the optimiser).
         Returns the largest deviation of any edge's spline at the fit points.
         """
-        k, dtype = self.k, self.spline_weight.dtype
-        lo = self.grid[:, k].to(torch.float64)  # (in,) first and last interior knots
-        hi = self.grid[:, k + self.grid_size].to(torch.float64)
-        n = samples_per_cell * new_grid + 1
-        pts = lo + (hi - lo) * torch.linspace(0, 1, n, dtype=torch.float64, device=lo.device).unsqueeze(1)
+        k, dtype, old_grid = self.k, self.spline_weight.dtype, self.grid_size
+        interior = self.grid[:, k:k + old_grid + 1].to(torch.float64)  # (in, G + 1)
+        device = interior.device
+
+        def along(n_cells_points: torch.Tensor) -> torch.Tensor:
+            """Positions in units of old cells -> coordinates, piecewise linear per input."""
+            cell = n_cells_points.floor().clamp(max=old_grid - 1).long()
+            frac = (n_cells_points - cell).unsqueeze(0)
+            return interior[:, cell] + frac * (interior[:, cell + 1] - interior[:, cell])
+
+        scale = old_grid / new_grid
+        new_interior = along(torch.arange(new_grid + 1, dtype=torch.float64, device=device) * scale)
+        pts = along(torch.linspace(0, old_grid, samples_per_cell * new_grid + 1,
+                                   dtype=torch.float64, device=device)).T  # (N, in)
         if x is not None:
             pts = torch.cat([pts, x.reshape(-1, self.in_features).to(torch.float64)])
-        pts_old = pts.to(self.grid.dtype)
-        old = self.spline_curves(pts_old.to(dtype)).to(torch.float64)  # (N, in, out)
+        old = self.spline_curves(pts.to(dtype)).to(torch.float64)  # (N, in, out)
+        lo, hi = new_interior[:, 0], new_interior[:, -1]
         h = (hi - lo) / new_grid
-        steps = torch.arange(-k, new_grid + k + 1, dtype=torch.float64, device=lo.device)
-        knots = lo.unsqueeze(1) + steps * h.unsqueeze(1)  # (in, G' + 2k + 1)
+        ext = torch.arange(1, k + 1, dtype=torch.float64, device=device)
+        knots = torch.cat([lo.unsqueeze(1) - h.unsqueeze(1) * ext.flip(0), new_interior,
+                           hi.unsqueeze(1) + h.unsqueeze(1) * ext], dim=1)  # (in, G' + 2k + 1)
         uniform = bool(torch.allclose(lo, lo[0].expand_as(lo)) and torch.allclose(hi, hi[0].expand_as(hi)))
         self.grid_size = new_grid
         self.grid = knots.to(self.grid.dtype)
         self.uniform = (float(lo[0]), float(h[0])) if uniform and self.uniform is not None else None
         coeff = self._fit_double(pts, old)
-        self.spline_weight = nn.Parameter(coeff.to(dtype))
+        self.spline_weight = nn.Parameter(coeff.to(dtype).contiguous())
         new = self.spline_curves(pts.to(dtype)).to(torch.float64)
         return float((new - old).abs().max())
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -81,12 +81,42 @@ class ScheduleSpec(_Strict):
 
 
 class RegularizationSpec(_Strict):
-    """The adapter's own regulariser added to the training loss: ``weight`` x (``l1`` x its
-    L1 term + ``entropy`` x its entropy term), efficient-kan's form (native shares it)."""
+    """The adapter's own regulariser added to the training loss: ``weight`` x (the sum of its
+    terms, each weighted by the field of its name). efficient-kan (and native) weigh ``l1`` and
+    ``entropy``; pykan also ``coef`` and ``coefdiff`` (its ``fit``'s ``lamb_*``). A non-zero
+    term the model's adapter does not have is a suite error."""
 
     weight: float = Field(gt=0)
     l1: float = Field(1.0, ge=0)
     entropy: float = Field(1.0, ge=0)
+    coef: float = Field(0.0, ge=0, description="pykan: mean |coef| per edge")
+    coefdiff: float = Field(0.0, ge=0, description="pykan: mean |neighbouring coef difference|")
+
+    #: the weighted terms (every field but ``weight``)
+    TERMS: ClassVar[tuple[str, ...]] = ("l1", "entropy", "coef", "coefdiff")
+
+    def terms(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in self.TERMS}
+
+    def identity(self) -> dict[str, Any]:
+        """Terms added after keys were first stored (``coef``, ``coefdiff``) only when set."""
+        data = self.model_dump(mode="json")
+        for name in ("coef", "coefdiff"):
+            if data[name] == 0:
+                del data[name]
+        return data
+
+
+class GridUpdateSpec(_Strict):
+    """Refit spline grids to the data during training, as pykan's ``fit`` does by default
+    (``update_grid=True``, ``grid_update_num=10``, ``stop_grid_update_step=50``): at the start
+    of every ``every``-th epoch among the first ``until`` epochs of each grid stage (from the
+    first epoch, and again after each grid refinement), every spline layer's knots move to
+    the training data and its coefficients are refitted (the adapter's ``update_grid``).
+    Models whose adapter has no grid (an MLP) are unaffected."""
+
+    every: int = Field(5, ge=1, description="epochs between updates")
+    until: int = Field(50, ge=1, description="epochs from the start of a grid stage")
 
 
 class TrainingSpec(_Strict):
@@ -114,6 +144,8 @@ class TrainingSpec(_Strict):
     schedule: ScheduleSpec = Field(ScheduleSpec(), description="learning-rate schedule")
     regularization: RegularizationSpec | None = Field(
         None, description="the adapter's own regulariser, weighted, added to the loss")
+    grid_update: GridUpdateSpec | None = Field(
+        None, description="refit spline grids to the training data early in each grid stage")
     divergence_bound: float | None = Field(
         None, gt=1, description="a training loss above this many times the first epoch's "
         "mean ends the run as diverged (null: only NaN/inf does)")
@@ -140,11 +172,13 @@ class TrainingSpec(_Strict):
         for name in KEYED_WHEN_SET:
             if data[name] == defaults[name]:
                 del data[name]
+        if self.regularization is not None:
+            data["regularization"] = self.regularization.identity()
         return data
 
 
 #: TrainingSpec fields added after run keys were first stored
-KEYED_WHEN_SET = ("init", "schedule", "divergence_bound", "regularization")
+KEYED_WHEN_SET = ("init", "schedule", "divergence_bound", "regularization", "grid_update")
 
 
 class ProbeSpec(_Strict):
@@ -165,6 +199,12 @@ class ShockSpec(_Strict):
     target: Literal["coefficients", "all"] = Field(
         "coefficients", description="the adapter's coefficient tensors, or every trainable tensor"
     )
+
+    @property
+    def label(self) -> str:
+        """Short and readable, e.g. "shock sigma=1.5 absolute at 0.5"."""
+        target = "" if self.target == "coefficients" else ", all tensors"
+        return f"shock sigma={self.sigma:g} {self.scale} at {self.at:g}{target}"
 
 
 class Interventions(_Strict):
@@ -236,7 +276,9 @@ class RunSpec(_Strict):
     @property
     def title(self) -> str:
         scheme = "" if self.scheme == "default" else f" [{self.scheme}]"
-        return f"{self.dataset_label} / {self.model}{scheme} / seed {self.seed}"
+        shock = self.interventions.shock
+        shocked = "" if shock is None else f" [{shock.label}]"
+        return f"{self.dataset_label} / {self.model}{scheme}{shocked} / seed {self.seed}"
 
     def config_json(self) -> str:
         """The stored configuration: every field plus the key."""

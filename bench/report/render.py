@@ -30,12 +30,17 @@ from bench.names import file_stem, inside, named_file
 from bench.records.metrics import higher_is_better
 from bench.report.files import atomic_file
 from bench.report.plots import learning_curves
+from bench.report.schemes import divergence_rates, scheme_sensitivity
 from bench.report.tables import numeric_values, summarise
+from bench.shocks import intervention_columns, resilience_table
 from bench.store import Store
 
 #: a regression model whose mean test RMSE is this many times the best one's is left out of
 #: the headline: it diverged in all but name
 RUNAWAY_RMSE_FACTOR = 100
+#: the "Training schemes" section lists at most this many diverging (model, scheme) pairs per
+#: dataset, the most diverging first (a 27-scheme grid would otherwise bury the report)
+DIVERGING_ROWS = 20
 
 _MD_PUNCTUATION = re.compile(r"[\\`*\[\]<>|#~&]")
 # an underscore between two letters or digits never starts emphasis; any other one may
@@ -70,6 +75,121 @@ def _metric_pm(metric: str, mean: float, std: float) -> str:
     if metric == "accuracy":  # percent reads faster for accuracies
         return f"{100 * mean:.2f}% ± {100 * std:.2f}"
     return _pm(mean, std)
+
+
+def _metric_difference(metric: str, value: float) -> str:
+    """A difference of two metric values: percentage points for accuracy (as the headline)."""
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{100 * value:.2f} pp" if metric == "accuracy" else _fmt(value)
+
+
+def _diverged(counts: Any, rate: bool = False) -> str:
+    """'n/m diverged' over the runs that trained (see bench.report.schemes), then the failed
+    runs and (with the rate) the skipped ones, which are in neither number."""
+    text = f"{counts.diverged}/{counts.runs} diverged"
+    if rate and counts.runs:
+        text += f" ({counts.rate:.0%})"
+    if counts.failed:
+        text += f", {counts.failed} failed"
+    if rate and counts.skipped:
+        text += f", {counts.skipped} skipped"
+    return text
+
+
+def _schemes_section(runs: pd.DataFrame) -> dict[str, Any]:
+    """Per dataset: each model's sensitivity to the scheme (best and worst by validation),
+    divergence by training-field value and the (model, scheme) pairs that diverged."""
+    sensitivity = scheme_sensitivity(runs)
+    rates = divergence_rates(runs)
+    per_model = {(r.dataset, r.model): r for r in rates.by_model.itertuples()}
+    datasets = []
+    # datasets in the order of the report's dataset sections
+    for dataset, s in sensitivity.groupby("dataset", sort=False):
+        metric = s.metric.dropna().iloc[0] if s.metric.notna().any() else "accuracy"
+        rows = [{
+            "model": r.model,
+            "schemes": str(r.schemes) + (f" (+{r.unfinished_schemes} with no finished run)"
+                                         if r.unfinished_schemes else ""),
+            "best_scheme": r.best_scheme if isinstance(r.best_scheme, str) else "-",
+            "best_test": _metric_pm(metric, r.best_test, r.best_test_std),
+            "worst_scheme": r.worst_scheme if isinstance(r.worst_scheme, str) else "-",
+            "worst_test": _metric_pm(metric, r.worst_test, r.worst_test_std),
+            "spread": _metric_difference(metric, r.spread),
+            "scheme_std": _metric_difference(metric, r.scheme_std),
+            "median_gap": _metric_difference(metric, r.median_gap),
+            "divergence": _diverged(per_model[(dataset, r.model)], rate=True),
+        } for r in s.itertuples()]
+        fields = rates.by_field[rates.by_field.dataset == dataset]
+        columns = list(dict.fromkeys(f"{r.field}={r.value}" for r in fields.itertuples()))
+        field_rows = []
+        for model, f in fields.groupby("model", sort=False):
+            cells = {f"{r.field}={r.value}": _diverged(r) for r in f.itertuples()}
+            field_rows.append({"model": model, "cells": [cells.get(c, "-") for c in columns]})
+        diverging = rates.by_scheme[(rates.by_scheme.dataset == dataset)
+                                    & (rates.by_scheme.diverged > 0)]
+        diverging = diverging.sort_values(["rate", "diverged"], ascending=False, kind="stable")
+        datasets.append({
+            "name": dataset, "metric": metric,
+            "direction": "higher is better" if higher_is_better(metric) else "lower is better",
+            "rows": rows, "field_columns": columns, "field_rows": field_rows,
+            "diverging": [{"model": r.model, "scheme": r.scheme, "diverged": _diverged(r),
+                           "steps": ", ".join(map(str, r.diverged_steps)) or "-"}
+                          for r in diverging.head(DIVERGING_ROWS).itertuples()],
+            "diverging_more": max(0, len(diverging) - DIVERGING_ROWS),
+        })
+    return {"datasets": datasets}
+
+
+def _shock_section(store: Store, shocked: pd.DataFrame) -> dict[str, Any]:
+    """Per dataset, model and shock setting: the resilience of the shocked runs against their
+    controls (bench/shocks.py, bench/resilience.py), over seeds."""
+    table = resilience_table(store)
+    settings = intervention_columns(shocked.config_json)
+    runs = pd.concat([shocked[["run_key", "dataset", "model", "metric"]], settings], axis=1)
+    runs = runs.merge(table, how="left", on="run_key")
+    datasets = []
+    for dataset, d in runs.groupby("dataset", sort=False):
+        metric = d.metric.dropna().iloc[0] if d.metric.notna().any() else "accuracy"
+        rows = []
+        for (model, sigma, scale, at, target), g in d.groupby(
+                ["model", "shock_sigma", "shock_scale", "shock_at", "shock_target"], sort=False):
+            paired = g[g.shock_control_key.notna()] if "shock_control_key" in g else g.iloc[:0]
+
+            def column(name: str) -> pd.Series:
+                return pd.to_numeric(paired[name], errors="coerce") if name in paired else \
+                    pd.Series(dtype=float)
+
+            rows.append({
+                "model": model,
+                "shock": f"sigma={float(sigma):g} {scale} at {float(at):g}"
+                         + ("" if target == "coefficients" else ", all tensors"),
+                "runs": f"{len(paired)}/{len(g)}",
+                "spike": _pm(*_mean_std(column("shock_spike_ratio")), 3),
+                "recovery": _steps(column("shock_recovery_steps"), paired),
+                "control_recovery": _steps(column("shock_control_recovery_steps"), paired),
+                "test_delta": _metric_difference(metric, column("shock_test_delta").mean()),
+                "area": _pm(*_mean_std(column("shock_excess_area")), 3),
+            })
+        datasets.append({"name": dataset, "metric": metric, "rows": rows})
+    return {"datasets": datasets}
+
+
+def _mean_std(values: pd.Series) -> tuple[float, float]:
+    v = values.dropna()
+    if v.empty:
+        return math.nan, math.nan
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def _steps(steps: pd.Series, paired: pd.DataFrame) -> str:
+    """Median steps to recover over the runs that did, and how many never did."""
+    if paired.empty:
+        return "-"
+    done = steps.dropna()
+    never = len(paired) - len(done)
+    text = f"median {done.median():g}" if len(done) else "none recovered"
+    return text + (f", {never} never" if never else "")
 
 
 def _excluded(g: pd.DataFrame) -> dict[str, str]:
@@ -213,6 +333,11 @@ def build_context(store: Store, out_dir: Path, suite_name: str,
                              f"{len(everything)} runs of other configurations): run the suite "
                              f"first, or report the whole store without --suite")
     runs = runs.reset_index(drop=True)
+    extra: dict[str, Any] = {}
+    shocked = intervention_columns(runs.config_json).shock_sigma.notna()
+    if shocked.any():  # shocked runs are compared with their controls, not ranked with them
+        extra["shock_section"] = _shock_section(store, runs[shocked])
+        runs = runs[~shocked].reset_index(drop=True)
     value_names = numeric_values(runs, store.value_names())
     table = summarise(runs, value_names)
     curves = store.curves()
@@ -279,6 +404,8 @@ def build_context(store: Store, out_dir: Path, suite_name: str,
         })
 
     training, differing = _training_settings(runs)
+    if runs.scheme.nunique() > 1:  # one scheme has no scheme sensitivity to show
+        extra["schemes_section"] = _schemes_section(runs)
     return {
         "suite": suite_name,
         "description": description or "",
@@ -300,6 +427,7 @@ def build_context(store: Store, out_dir: Path, suite_name: str,
         "datasets": datasets,
         "headline": _headline(contenders),
         "fmt": _fmt,
+        **extra,
     }
 
 
