@@ -181,3 +181,31 @@ def test_a_shock_suite_exports_and_reports_resilience_against_controls(write_sui
     # shocked runs are compared with their controls, not ranked beside them
     main_tables = text.split("## Shock resilience")[0]
     assert "sigma=" not in main_tables
+
+
+@pytest.mark.parametrize("adapter", ["native", "efficient_kan", "pykan", "inkan"])
+@pytest.mark.parametrize("target", ["coefficients", "all"])
+def test_a_shock_changes_exactly_the_targeted_tensors_of_every_kan(adapter, target):
+    from bench.callbacks import ShockCallback
+    from bench.records import RunResult, ShockSpec
+
+    _available(adapter)
+    a = adapters.get(adapter)
+    model = a.build(adapters.ModelSpec(hidden=(4,), grid=5, k=3), 3, 2, seed=0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    coefs = {id(c if c._base is None else c._base) for c in a.spline_coefficients(model)}
+    state = FitState(spec=None, adapter=a, model=model, optimizer=None, data=None,
+                     result=RunResult(status="ok"), step=3, total_steps=6)
+    cb = ShockCallback(ShockSpec(at=0.5, sigma=0.5, target=target), seed=1)
+    cb.on_fit_start(state)
+    cb.on_step_end(state, torch.tensor(0.0))
+    for name, p in model.named_parameters():
+        changed = not torch.equal(p.detach(), before[name])
+        targeted = p.requires_grad and (target == "all" or id(p) in coefs)
+        if adapter == "inkan" and target == "coefficients":  # its spline block only
+            n_in = p.shape[1] // (5 + 3 + 1)  # packed (out, in*(G+3) + in), G = 5
+            block = p.shape[1] - n_in  # the base weights are its last `in` columns
+            assert not torch.equal(p[:, :block], before[name][:, :block])
+            assert torch.equal(p[:, block:], before[name][:, block:])
+            continue
+        assert changed == targeted, (name, changed, targeted)
