@@ -7,6 +7,7 @@
     a.check_spec(spec)               # AdapterError for a value this adapter cannot honour
     model = a.build(spec, in_dim=30, out_dim=2, seed=0, device="cpu")
     a.provenance(model)              # {"provider": ..., "version": ..., "compiled_kernel": ...}
+    a.flops(spec, 30, 2)             # Flops(nominal=..., impl=..., ...) per sample, no model built
 
 Third-party adapters register with :func:`register` or through the ``kanbench.adapters``
 entry-point group (each entry point names an :class:`Adapter` subclass or instance).
@@ -26,6 +27,7 @@ _EXPORTS = {
     "AdapterUnavailableError": "adapters.base",
     "UnknownAdapterError": "adapters.base",
     "InitTarget": "adapters.base",
+    "Flops": "adapters.flops",
     "isolated_rng": "adapters.base",
     "ModelSpec": "adapters.spec",
     "get": "adapters.registry",
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
         UnknownAdapterError,
         isolated_rng,
     )
+    from adapters.flops import Flops
     from adapters.registry import get, names, register
     from adapters.spec import ModelSpec
 

@@ -23,6 +23,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from adapters.flops import Flops  # noqa: F401 - part of the adapter interface (defined torch-free)
 from adapters.spec import Family, ModelSpec
 
 
@@ -168,9 +169,13 @@ class Adapter(ABC):
         """Trainable parameters of a built model: the same definition for every adapter."""
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-    def flops_per_sample(self, spec: ModelSpec, in_dim: int, out_dim: int) -> int | None:
-        """Analytic forward FLOPs per sample, or None where not yet modelled."""
-        return None
+    def flops(self, spec: ModelSpec, in_dim: int, out_dim: int) -> Flops:
+        """Per-sample FLOPs of the model ``build`` would return, without building it (pure
+        arithmetic: the budget solver calls it many times): KANbeFair's nominal figure and what
+        this implementation executes, forward and forward + backward (adapters/flops.py).
+        Implementations call :meth:`check_spec`. The default raises: an adapter that does not
+        model its FLOPs still loads, but cannot be budgeted or matched by FLOPs."""
+        raise AdapterError(f"adapter '{self.name}' does not model its FLOPs")
 
     def warm_up(self, model: torch.nn.Module, x: torch.Tensor) -> bool:
         """Run one-off work (``torch.compile``) before the training clock starts.

@@ -27,6 +27,14 @@ from adapters.base import (
     named_targets,
     package_version,
 )
+from adapters.flops import (
+    Flops,
+    LayerWork,
+    activation_flops,
+    cox_de_boor_terms,
+    flops_of,
+    kanbefair_kan_flops,
+)
 
 INSTALL_HINT = (
     "install the original with 'pip install git+https://github.com/Blealtan/efficient-kan' "
@@ -212,6 +220,28 @@ class EfficientKANAdapter(Adapter):
         self.check_spec(spec)
         widths = spec.widths(in_dim, out_dim)
         return sum(a * b * (spec.grid + spec.k + 2) for a, b in zip(widths[:-1], widths[1:]))
+
+    def flops(self, spec: ModelSpec, in_dim: int, out_dim: int) -> Flops:
+        """``KANLinear.forward`` per layer ``a -> b`` (G intervals, order k, ``n = G + k``):
+
+        * per input (``on_input``), the base activation ``FLOPS[act]`` and the basis by
+          Cox-de Boor (``b_splines``): ``2(G + 2k)`` comparisons for the degree-0 indicators
+          (their ``&`` and cast are free), then 7 ops per basis at each degree ``d = 1..k``
+          (two subtractions, two divisions, two multiplications, one add; the knot differences
+          in the denominators depend on the grid alone: per batch), ``7 * cox_de_boor_terms``;
+        * two ``F.linear``: the base ``2ab`` and the spline ``2abn`` (matmul);
+        * ``base_output + spline_output``: ``b`` (after).
+
+        ``scaled_spline_weight`` (``spline_weight * spline_scaler``) is computed once per forward
+        whatever the batch: not per sample. Same code in the original efficient_kan and in
+        ikan's copy."""
+        self.check_spec(spec)
+        g, k = spec.grid, spec.k
+        per_input = activation_flops(spec.activation) + 2 * (g + 2 * k) + 7 * cox_de_boor_terms(g, k)
+        widths = spec.widths(in_dim, out_dim)
+        layers = [LayerWork(matmul=2 * a * b * (g + k + 1), on_input=a * per_input, after=b)
+                  for a, b in zip(widths[:-1], widths[1:])]
+        return flops_of(layers, nominal=kanbefair_kan_flops(widths, g, k, spec.activation))
 
     # -- instrumentation -------------------------------------------------------------------
     @staticmethod

@@ -32,10 +32,15 @@ from adapters.base import (
     named_targets,
     package_version,
 )
+from adapters.flops import Flops, LayerWork, activation_flops, flops_of, kanbefair_kan_flops
 
 log = logging.getLogger(__name__)
 
 _DEFAULTS = {"compile_basis": "auto", "basis_mode": "local", "contraction": "auto"}
+#: FLOPs of inkan's ``_piecewise_eval`` per basis value: where(u <= 2, u, 4 - u) (3),
+#: clamp_min, s - 1, clamp_min (3), s*s*s (2), 1 + v(3 + v(3 - 3v)) (6), where(s <= 1, ..) (2), / 6
+PIECEWISE_FLOPS = 17
+
 _CHOICES = {
     "compile_basis": ("auto", True, False),
     "basis_mode": ("local", "dense"),
@@ -153,6 +158,40 @@ class InkanAdapter(Adapter):
         self.check_spec(spec)
         widths = spec.widths(in_dim, out_dim)
         return sum(a * b * (spec.grid + 3 + 1) for a, b in zip(widths[:-1], widths[1:]))
+
+    def flops(self, spec: ModelSpec, in_dim: int, out_dim: int) -> Flops:
+        """``KANLayer._forward_1d_dense`` / ``_forward_1d_direct`` per layer ``a -> b``,
+        ``n = G + 3`` (``compile_basis`` fuses the basis, same arithmetic):
+
+        * per input (``on_input``): the base activation ``FLOPS[act]``, and the basis from
+          ``t0 = (x - start) * inv_h`` (2): basis_mode "local" (and the direct contraction,
+          which always evaluates locally) floors it (1; the span index is integer), forms the 4
+          local positions (``t0 - span`` once, then minus each offset: 5) and evaluates the
+          piecewise cubic on them (17 each, :data:`PIECEWISE_FLOPS`): 76, scattered (free) into
+          the dense basis;
+          basis_mode "dense" forms all ``n`` positions (``n``) and evaluates them: ``2 + 18n``;
+        * contraction "dense": one ``F.linear`` of ``[basis | act(x)]`` with the packed
+          weight, ``2ab(n + 1)`` (matmul); "direct": the 4 active coefficients per input
+          gathered and weighted, ``4ab`` multiplies, summed over inputs and bases,
+          ``(4a - 1)b`` (gather), plus the base ``F.linear`` ``2ab`` (matmul) and the final add
+          ``b`` (after). "auto" is direct where ``b <= 16`` and ``n >= 32`` (inkan's rule)."""
+        self.check_spec(spec)
+        opts = {**_DEFAULTS, **spec.options}
+        n = spec.grid + 3
+        act = activation_flops(spec.activation)
+        widths = spec.widths(in_dim, out_dim)
+        layers = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            mode = opts["contraction"]
+            direct = mode == "direct" or (mode == "auto" and b <= 16 and n >= 32)
+            local = direct or opts["basis_mode"] == "local"
+            basis = 2 + 1 + 1 + 4 + 4 * PIECEWISE_FLOPS if local else 2 + n + n * PIECEWISE_FLOPS
+            if direct:
+                layers.append(LayerWork(matmul=2 * a * b, gather=4 * a * b + (4 * a - 1) * b,
+                                        on_input=a * (act + basis), after=b))
+            else:
+                layers.append(LayerWork(matmul=2 * a * b * (n + 1), on_input=a * (act + basis)))
+        return flops_of(layers, nominal=kanbefair_kan_flops(widths, spec.grid, 3, spec.activation))
 
     def spline_coefficients(self, model):
         """Each layer's spline block ``weight[:, :in*(G+3)]`` of its packed weight

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from adapters.base import Adapter, ModelSpec, isolated_rng, named_targets
+from adapters.flops import Flops, LayerWork, activation_flops, flops_of, kanbefair_mlp_flops
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
@@ -45,11 +46,18 @@ class MLPAdapter(Adapter):
         widths = spec.widths(in_dim, out_dim)
         return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
 
-    def flops_per_sample(self, spec, in_dim, out_dim):
-        # 2 FLOPs per multiply-add plus the bias add; activations counted as 1 FLOP per unit.
+    def flops(self, spec: ModelSpec, in_dim: int, out_dim: int) -> Flops:
+        """Per layer ``a -> b``: the ``addmm`` of ``nn.Linear``, ``2ab`` (matmul) plus the bias
+        add ``b``, and on hidden layers the activation, ``FLOPS[act]*b``; no activation on the
+        output layer. Nominal: KANbeFair's, which prices the activation on the output layer
+        too and no bias add."""
+        self.check_spec(spec)
         widths = spec.widths(in_dim, out_dim)
-        matmul = sum(2 * a * b + b for a, b in zip(widths[:-1], widths[1:]))
-        return matmul + sum(widths[1:-1])
+        act = activation_flops(spec.activation)
+        last = len(widths) - 2
+        layers = [LayerWork(matmul=2 * a * b, after=b + (act * b if i < last else 0))
+                  for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))]
+        return flops_of(layers, nominal=kanbefair_mlp_flops(widths, spec.activation))
 
     def spline_coefficients(self, model):
         return [m.weight for m in model.modules() if isinstance(m, nn.Linear)]

@@ -21,6 +21,14 @@ from adapters.base import (
     named_targets,
     package_version,
 )
+from adapters.flops import (
+    Flops,
+    LayerWork,
+    activation_flops,
+    cox_de_boor_terms,
+    flops_of,
+    kanbefair_kan_flops,
+)
 
 # Base functions pykan resolves by name itself; other names become torch modules (pykan
 # accepts any callable as ``base_fun``).
@@ -209,6 +217,30 @@ class PykanAdapter(Adapter):
         for a, b in zip(widths[:-1], widths[1:]):
             total += a * b * per_edge + (4 * b if affine_trainable else 0)
         return total
+
+    def flops(self, spec: ModelSpec, in_dim: int, out_dim: int) -> Flops:
+        """``MultKAN.forward`` (symbolic branch off) per layer ``a -> b``, ``n = G + k``:
+
+        * per input (``on_input``): the base function (``FLOPS[act]``; pykan's "zero" is
+          ``x * 0.``, 1) and the basis by Cox-de Boor (``B_batch``), once per input (not per
+          edge): ``2(G + 2k)`` comparisons for degree 0 (their product is boolean: free), then
+          per basis at each degree ``d = 1..k`` 7 ops (as efficient-kan) plus a ``nan_to_num``,
+          ``8 * cox_de_boor_terms``; the knot differences are per batch;
+        * the ``einsum`` of bases and coefficients: ``2abn`` (matmul, a ``bmm``);
+        * per edge (after): ``scale_base * base + scale_sp * spline`` (3) and ``mask * y`` (1),
+          ``4ab``; the sum over inputs ``(a - 1)b``;
+        * per output node (after): ``+ 0.`` (the disabled symbolic branch), the subnode and
+          node affine maps (``scale * x + bias``, 2 each): ``5b``. They run whether or not
+          ``affine_trainable``."""
+        self.check_spec(spec)
+        g, k = spec.grid, spec.k
+        base = 1 if spec.activation == "zero" else activation_flops(spec.activation)
+        per_input = base + 2 * (g + 2 * k) + 8 * cox_de_boor_terms(g, k)
+        widths = spec.widths(in_dim, out_dim)
+        layers = [LayerWork(matmul=2 * a * b * (g + k), on_input=a * per_input,
+                            after=4 * a * b + (a - 1) * b + 5 * b)
+                  for a, b in zip(widths[:-1], widths[1:])]
+        return flops_of(layers, nominal=kanbefair_kan_flops(widths, g, k, spec.activation))
 
     # -- instrumentation -------------------------------------------------------------------
     @staticmethod

@@ -1,8 +1,9 @@
-"""Parameter-budget matching: solve hidden widths so a model's count meets a target.
+"""Budget matching: solve hidden widths (or the grid) so a model's parameters or FLOPs meet a
+target.
 
-Counts come from each adapter's analytic ``param_count`` (tests check it equals the count of
-the built model), so solving never builds a model. Every count is monotone in the width, so the
-closest width is found by doubling then bisection.
+Counts come from each adapter's analytic ``param_count`` and ``flops`` (tests check them
+against the built model and torch's flop counter), so solving never builds a model. Every
+measure is monotone in the width and in G, so the closest is found by doubling then bisection.
 
 Before any training, each resolved model's training memory is estimated from its count
 (:func:`training_memory`) and a model that cannot fit in the machine's available memory is
@@ -20,6 +21,11 @@ from bench.errors import BudgetError
 MAX_WIDTH = 1 << 22
 
 
+#: what a budget measures: the trainable parameter count, or per-sample forward FLOPs in the
+#: fairness study's convention (``nominal``) or as the implementation executes them (``impl``)
+MEASURES = ("params", "flops_nominal", "flops_impl")
+
+
 @dataclass(frozen=True)
 class Solved:
     """A model's resolved architecture and how it meets its budget."""
@@ -29,17 +35,43 @@ class Solved:
     target: int | None = None
     reference: str | None = None  # the matched model's name, or None for an absolute target
     tolerance: float | None = None
+    by: str = "params"  # what the target counts (MEASURES)
+    achieved: float | None = None  # the measure of ``spec`` (``params`` when by params)
 
     @property
     def rel_error(self) -> float | None:
         if self.target is None:
             return None
-        return (self.params - self.target) / self.target
+        value = self.params if self.achieved is None else self.achieved
+        return (value - self.target) / self.target
 
 
-def with_width(template: ModelSpec, hidden: list[int | None], width: int) -> ModelSpec:
-    """``template`` with every null hidden width replaced by ``width``."""
-    return template.model_copy(update={"hidden": tuple(width if w is None else w for w in hidden)})
+def measure(adapter: Adapter, spec: ModelSpec, in_dim: int, out_dim: int, by: str) -> float:
+    """``spec``'s parameter count or per-sample forward FLOPs (``by``, one of MEASURES)."""
+    if by == "params":
+        return adapter.param_count(spec, in_dim, out_dim)
+    flops = adapter.flops(spec, in_dim, out_dim)
+    value = flops.nominal if by == "flops_nominal" else flops.impl
+    if value is None:
+        raise BudgetError(f"adapter '{adapter.name}' has no nominal FLOPs formula (the fairness "
+                          f"study's convention covers B-spline KANs and MLPs); match by "
+                          f"flops_impl or params instead")
+    return value
+
+
+def with_width(template: ModelSpec, hidden: list[int | None], width: int,
+               shape: list[float] | None = None) -> ModelSpec:
+    """``template`` with the null hidden widths replaced: by ``width``, or (``shape``, one
+    ratio per null entry) by ``round(width * ratio)``, at least 1."""
+    ratios = iter(shape or [])
+    widths = tuple(w if w is not None else max(1, round(width * next(ratios))) if shape
+                   else width for w in hidden)
+    return template.model_copy(update={"hidden": widths})
+
+
+def with_grid(template: ModelSpec, hidden: list[int | None], grid: int) -> ModelSpec:
+    """``template`` with grid size ``grid`` and the (fixed) hidden widths."""
+    return template.model_copy(update={"hidden": tuple(hidden), "grid": grid})
 
 
 def solve_width(
@@ -48,42 +80,60 @@ def solve_width(
     hidden: list[int | None],
     in_dim: int,
     out_dim: int,
-    target: int,
+    target: float,
     tolerance: float,
     what: str,
+    *,
+    by: str = "params",
+    vary: str = "width",
+    shape: list[float] | None = None,
 ) -> Solved:
-    """Shared width for the null entries of ``hidden`` whose count is closest to ``target``.
+    """The architecture whose measure (``by``: parameters or FLOPs) is closest to ``target``,
+    varying the shared width of the null entries of ``hidden`` (at the ratios ``shape`` when
+    given) or, with ``vary="grid"``, the grid size G at fixed widths. Every measure grows with
+    both, so the closest is found by doubling then bisection.
 
-    Raises :class:`BudgetError` naming ``what`` when the closest count is outside tolerance.
+    Raises :class:`BudgetError` naming ``what`` when the closest value is outside tolerance,
+    with that closest achievable value.
     """
-    if not any(w is None for w in hidden):
+    if vary == "width" and not any(w is None for w in hidden):
         raise BudgetError(f"{what}: no null hidden width to solve")
+    if vary == "grid" and any(w is None for w in hidden):
+        raise BudgetError(f"{what}: a budget that varies the grid needs fixed hidden widths")
+    unit = "parameters" if by == "params" else f"FLOPs per sample ({by.removeprefix('flops_')})"
 
-    def count(w: int) -> int:
-        return adapter.param_count(with_width(template, hidden, w), in_dim, out_dim)
+    def build(n: int) -> ModelSpec:
+        return with_grid(template, hidden, n) if vary == "grid" else \
+            with_width(template, hidden, n, shape)
+
+    def value(n: int) -> float:
+        return measure(adapter, build(n), in_dim, out_dim, by)
 
     lo, hi = 1, 1
-    while count(hi) < target:
+    while value(hi) < target:
         lo, hi = hi, hi * 2
         if hi > MAX_WIDTH:
-            raise BudgetError(f"{what}: target of {target:,} parameters needs a width above "
-                              f"{MAX_WIDTH:,}")
-    while lo < hi:  # smallest w with count(w) >= target
+            raise BudgetError(f"{what}: a target of {target:,.0f} {unit} needs a "
+                              f"{vary} above {MAX_WIDTH:,}")
+    while lo < hi:  # smallest n whose value reaches the target
         mid = (lo + hi) // 2
-        if count(mid) >= target:
+        if value(mid) >= target:
             hi = mid
         else:
             lo = mid + 1
-    candidates = [w for w in (hi - 1, hi) if w >= 1]
-    best = min(candidates, key=lambda w: (abs(count(w) - target), w))
-    params = count(best)
-    solved = Solved(with_width(template, hidden, best), params, target, None, tolerance)
+    candidates = [n for n in (hi - 1, hi) if n >= 1]
+    best = min(candidates, key=lambda n: (abs(value(n) - target), n))
+    spec = build(best)
+    achieved = value(best)
+    solved = Solved(spec, adapter.param_count(spec, in_dim, out_dim), round(target), None,
+                    tolerance, by, None if by == "params" else achieved)
     err = abs(solved.rel_error or 0.0)
     if err > tolerance:
+        chosen = f"G={best}" if vary == "grid" else f"width {best}"
         raise BudgetError(
-            f"{what}: the closest width ({best}) gives {params:,} parameters, {err:.1%} away "
-            f"from the target {target:,} (tolerance {tolerance:.1%}); change the architecture "
-            f"(depth, grid, k) or raise 'tolerance'"
+            f"{what}: the closest achievable ({chosen}) gives {achieved:,.0f} {unit}, "
+            f"{err:.1%} away from the target {target:,.0f} (tolerance {tolerance:.1%}); change "
+            f"the architecture (depth, grid, k) or raise 'tolerance'"
         )
     return solved
 

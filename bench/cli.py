@@ -140,24 +140,32 @@ def _cmd_budget(args: argparse.Namespace) -> int:
     plan = build_plan(suite, args.suite, device=args.device, data_dir=args.data_dir)
     import adapters
 
+    models = suite.expanded_models()
     print(f"suite {suite.name}: {len(plan.runs)} runs "
-          f"({len(plan.shapes)} datasets x {len(suite.models)} models x "
+          f"({len(plan.shapes)} datasets x {len(models)} models x "
           f"{len(suite.resolved_schemes())} schemes x {len(suite.seeds)} seeds"
           + (f" x (1 control + {len(suite.shocks())} shocks)" if suite.shocks() else "") + ")")
+    print("FLOPs: per sample, forward; nominal = the fairness study's convention (KANbeFair), "
+          "impl = as the implementation executes it")
     for label, solved in plan.solved.items():
         data = plan.shapes[label]
         print(f"\n{label}: in={data.in_dim} out={data.out_dim} ({data.task})")
-        print(f"  {'model':<18} {'adapter':<14} {'architecture':<34} {'params':>10}  budget")
-        for m in suite.models:
+        print(f"  {'model':<18} {'adapter':<14} {'architecture':<34} {'params':>10} "
+              f"{'FLOPs nominal':>14} {'FLOPs impl':>12}  budget")
+        for _, m in models:
             s = solved[m.name]
-            family = adapters.get(m.adapter).family
+            adapter = adapters.get(m.adapter)
+            flops = adapter.flops(s.spec, data.in_dim, data.out_dim)
+            nominal = "-" if flops.nominal is None else f"{flops.nominal:,.0f}"
             if s.target is None:
                 budget = "fixed"
             else:
                 ref = f"match {s.reference}" if s.reference else "target"
-                budget = f"{ref} {s.target:,} ({s.rel_error:+.2%}, tolerance {s.tolerance:.0%})"
-            print(f"  {m.name:<18} {m.adapter:<14} {s.spec.describe(family):<34} "
-                  f"{s.params:>10,}  {budget}")
+                unit = "" if s.by == "params" else f" {s.by.replace('_', ' ')}"
+                budget = (f"{ref} {s.target:,}{unit} ({s.rel_error:+.2%}, tolerance "
+                          f"{s.tolerance:.0%})")
+            print(f"  {m.name:<18} {m.adapter:<14} {s.spec.describe(adapter.family):<34} "
+                  f"{s.params:>10,} {nominal:>14} {flops.impl:>12,.0f}  {budget}")
     return 0
 
 

@@ -7,14 +7,15 @@ hash of its fully resolved configuration, so a store can tell which runs are alr
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 import adapters
 from adapters import AdapterError, ModelSpec
-from bench.budget import ModelTooLarge, Solved, activation_memory, check_memory, solve_width
+from bench.budget import (ModelTooLarge, Solved, activation_memory, check_memory, measure,
+                          solve_width)
 from bench.data_identity import content_hash
 from bench.datasets import Dataset, DatasetOptionError, cached_dataset
 from bench.errors import BudgetError, KanbenchError, SuiteError
@@ -85,8 +86,9 @@ def _template(m: ModelEntry) -> ModelSpec:
 
 
 def resolve_models(suite: Suite, in_dim: int, out_dim: int, where: str) -> dict[str, Solved]:
-    """Resolve every model's architecture for one dataset, following budget references."""
-    by_name = {m.name: m for m in suite.models}
+    """Resolve every model's architecture for one dataset (ladders expanded, see
+    :meth:`Suite.expanded_models`), following budget references."""
+    by_name = {m.name: m for _, m in suite.expanded_models()}
     solved: dict[str, Solved] = {}
 
     def resolve(name: str) -> Solved:
@@ -103,16 +105,24 @@ def resolve_models(suite: Suite, in_dim: int, out_dim: int, where: str) -> dict[
                 result = Solved(spec, adapter.param_count(spec, in_dim, out_dim))
             else:
                 hidden = list(m.hidden) if m.hidden is not None else [None]
+                if budget.shape is not None and len(budget.shape) != hidden.count(None):
+                    raise BudgetError(f"{what}: budget.shape gives {len(budget.shape)} ratios "
+                                      f"for {hidden.count(None)} null hidden widths", name)
+                by, how = budget.measure, dict(vary=budget.vary, shape=budget.shape)
                 if budget.match is not None:
                     reference = resolve(budget.match)
-                    result = solve_width(adapter, template, hidden, in_dim, out_dim, reference.params,
-                                         budget.tolerance, f"{what} matched to '{budget.match}'")
-                    result = Solved(result.spec, result.params, result.target, budget.match,
-                                    budget.tolerance)
+                    target = measure(adapters.get(by_name[budget.match].adapter), reference.spec,
+                                     in_dim, out_dim, by)
+                    result = solve_width(adapter, template, hidden, in_dim, out_dim, target,
+                                         budget.tolerance, f"{what} matched to "
+                                         f"'{budget.match}'", by=by, **how)
+                    result = replace(result, reference=budget.match)
                 else:
-                    assert budget.params is not None
-                    result = solve_width(adapter, template, hidden, in_dim, out_dim, budget.params,
-                                         budget.tolerance, f"{what} with a budget of {budget.params:,}")
+                    target = budget.params if budget.params is not None else budget.flops
+                    unit = "parameters" if by == "params" else "FLOPs"
+                    result = solve_width(adapter, template, hidden, in_dim, out_dim, target,
+                                         budget.tolerance, f"{what} with a budget of "
+                                         f"{target:,} {unit}", by=by, **how)
             adapter.check_spec(result.spec)
         except ModelTooLarge:  # a matched model's: already names it
             raise
@@ -125,8 +135,8 @@ def resolve_models(suite: Suite, in_dim: int, out_dim: int, where: str) -> dict[
         solved[name] = result
         return result
 
-    for m in suite.models:
-        resolve(m.name)
+    for name in by_name:
+        resolve(name)
     return solved
 
 
@@ -160,13 +170,13 @@ def build_plan(suite: Suite, path: str | Path, *, device: str | None = None,
         try:
             solved = resolve_models(suite, shape.in_dim, shape.out_dim, f"dataset '{entry.display}'")
         except BudgetError as exc:
-            index = next(i for i, m in enumerate(suite.models) if m.name == exc.model)
+            index = next(i for i, m in suite.expanded_models() if m.name == exc.model)
             at_budget = suite.models[index].budget and not isinstance(exc, ModelTooLarge)
             key = f"models[{index}]" + (".budget" if at_budget else "")
             raise SuiteError(str(path), key, str(exc)) from None
         solved_all[entry.display] = solved
         for scheme, training in suite.resolved_schemes():
-            for index, m in enumerate(suite.models):
+            for index, m in suite.expanded_models():
                 s = solved[m.name]
                 # a training batch, or an evaluation chunk of the largest split, whichever is
                 # larger, keeps its values in memory at once
@@ -182,6 +192,8 @@ def build_plan(suite: Suite, path: str | Path, *, device: str | None = None,
                 if s.target is not None:
                     budget = {"reference": s.reference, "target": s.target,
                               "rel_error": s.rel_error, "tolerance": s.tolerance}
+                    if s.by != "params":  # parameter budgets keep the keys they always had
+                        budget.update(by=s.by, achieved=s.achieved)
                 for seed in suite.seeds:
                     for shock in [None, *suite.shocks()]:  # the control first, then its twins
                         runs.append(RunSpec(

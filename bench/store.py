@@ -510,7 +510,7 @@ def _run_row(spec: RunSpec, result: RunResult, env: dict[str, Any]) -> dict[str,
         "seed": spec.seed, "params": params,
         "budget_reference": budget.get("reference"), "budget_target": budget.get("target"),
         # of the architecture as solved and built (a grid refinement changes the final count)
-        "budget_error": _budget_error(spec.params, budget.get("target")),
+        "budget_error": _budget_error(budget.get("achieved", spec.params), budget.get("target")),
         "device": spec.device, "finished_at": _now(),
         "config_json": spec.config_json(),
         "provenance_json": json.dumps(result.provenance, sort_keys=True),
@@ -579,10 +579,12 @@ def _alive(host: str, pid: int, start: str, claimed_at: str) -> bool:
     return now != "exited" and now == start
 
 
-def _budget_error(params: int | None, target: int | None) -> float | None:
-    if params is None or not target:
+def _budget_error(achieved: float | None, target: int | None) -> float | None:
+    """The relative error of the solved architecture's parameters, or FLOPs for a FLOPs
+    budget (``achieved``), against its target."""
+    if achieved is None or not target:
         return None
-    return (params - target) / target
+    return (achieved - target) / target
 
 
 def default_store_path(suite_name: str) -> Path:

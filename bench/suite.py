@@ -79,21 +79,91 @@ def _shown(value: Any) -> str:
 
 
 class BudgetSpec(_Strict):
-    """Solve a model's hidden width(s) for a parameter budget.
+    """Solve a model's hidden width(s), or its grid, for a budget of parameters or FLOPs.
 
-    ``match: <model name>``: the count of that model (on the same dataset);
-    ``params: N``: an absolute target. The achieved relative error must be within ``tolerance``.
+    ``match: <model name>``: that model's count on the same dataset, ``by`` parameters or
+    FLOPs; ``params: N`` or ``flops: N``: an absolute target, or a list of targets (a ladder:
+    one model per rung, named ``<model>@<target>``). FLOPs are per-sample forward FLOPs,
+    ``flops_kind`` ``nominal`` (the fairness study's convention) or ``impl`` (as executed).
+    ``vary``: solve the shared width of the null hidden entries (at the ratios ``shape`` when
+    given, one per null entry: ``hidden: [null, null]`` with ``shape: [2, 1]`` keeps the first
+    twice the second) or the grid size G at fixed widths. The achieved relative error must be
+    within ``tolerance``.
     """
 
     match: str | None = None
-    params: int | None = Field(None, ge=1)
+    by: Literal["params", "flops"] = Field("params", description="with match: what is matched")
+    params: int | list[int] | None = None
+    flops: int | list[int] | None = None
+    flops_kind: Literal["nominal", "impl"] = "nominal"
+    vary: Literal["width", "grid"] = "width"
+    shape: list[float] | None = Field(None, min_length=1)
     tolerance: float = Field(0.02, gt=0, lt=1)
+
+    @field_validator("params", "flops", mode="before")
+    @classmethod
+    def _whole_numbers(cls, value: Any) -> Any:
+        """1e3 in YAML is a float: accept whole numbers written that way."""
+        def whole(v: Any) -> Any:
+            return int(v) if isinstance(v, float) and math.isfinite(v) and v == int(v) else v
+        return [whole(v) for v in value] if isinstance(value, list) else whole(value)
+
+    @field_validator("params", "flops")
+    @classmethod
+    def _positive_targets(cls, value: int | list[int] | None) -> int | list[int] | None:
+        targets = value if isinstance(value, list) else [] if value is None else [value]
+        if isinstance(value, list) and not value:
+            raise ValueError("a ladder lists at least one target")
+        if any(t < 1 for t in targets):
+            raise ValueError(f"targets must be positive whole numbers, got {value}")
+        if len(set(targets)) < len(targets):
+            raise ValueError(f"a ladder lists a target twice: {value}")
+        return value
+
+    @field_validator("shape")
+    @classmethod
+    def _positive_ratios(cls, shape: list[float] | None) -> list[float] | None:
+        if shape is not None and not all(math.isfinite(r) and r > 0 for r in shape):
+            raise ValueError(f"shape ratios must be finite numbers above 0, got {shape}")
+        return shape
 
     @model_validator(mode="after")
     def _one_target(self) -> BudgetSpec:
-        if (self.match is None) == (self.params is None):
-            raise ValueError("give exactly one of 'match' (a model name) or 'params' (a count)")
+        given = [n for n in ("match", "params", "flops") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'match' (a model name), 'params' or 'flops' "
+                             "(a target or a list of them)")
+        if self.by != "params" and self.match is None:
+            raise ValueError("'by' says what a match compares; with 'params' or 'flops' the "
+                             "target says it")
         return self
+
+    @property
+    def measure(self) -> str:
+        """What the target counts: ``params``, ``flops_nominal`` or ``flops_impl``."""
+        flops = self.flops is not None or (self.match is not None and self.by == "flops")
+        return f"flops_{self.flops_kind}" if flops else "params"
+
+    def rungs(self) -> list[int] | None:
+        """The targets of a ladder, or None for a single target or a match."""
+        for value in (self.params, self.flops):
+            if isinstance(value, list):
+                return value
+        return None
+
+    def rung(self, target: int) -> BudgetSpec:
+        return self.model_copy(update={"params" if self.params is not None else "flops": target})
+
+
+def rung_label(target: int, unit: str) -> str:
+    """A readable ladder rung: 1000 -> "1k", 2500000 -> "2.5M" (+ " flops" for FLOPs)."""
+    text = str(target)
+    for size, suffix in ((10**9, "G"), (10**6, "M"), (10**3, "k")):
+        short = f"{target / size:g}"
+        if target >= size and float(short) * size == target:  # exact, so labels stay distinct
+            text = short + suffix
+            break
+    return text + ("flops" if unit != "params" else "")
 
 
 class ModelEntry(_Strict):
@@ -252,6 +322,34 @@ class Suite(_Strict):
             raise ValueError("a shock's recovery is measured on the per-step series: set "
                              "probes: {every: N} (steps between probes, e.g. 1 or 5)")
         return self
+
+    def expanded_models(self) -> list[tuple[int, ModelEntry]]:
+        """Every model to plan, with the index of its suite entry: a ladder budget gives one
+        model per rung (``<name>@<rung>``, e.g. ``kan@3k``), and a model matched to a ladder
+        one model per rung of it, each matched to the rung of the same name."""
+        by_name = {m.name: m for m in self.models}
+
+        def labels(m: ModelEntry | None, seen: tuple[str, ...] = ()) -> list[str] | None:
+            b = m.budget if m is not None else None
+            if b is None or m.name in seen:
+                return None
+            if b.rungs() is not None:
+                return [rung_label(t, b.measure) for t in b.rungs()]
+            return labels(by_name.get(b.match), (*seen, m.name)) if b.match else None
+
+        out: list[tuple[int, ModelEntry]] = []
+        for i, m in enumerate(self.models):
+            b = m.budget
+            if b is not None and b.rungs() is not None:
+                out += [(i, m.model_copy(update={"name": f"{m.name}@{rung_label(t, b.measure)}",
+                                                 "budget": b.rung(t)})) for t in b.rungs()]
+            elif b is not None and b.match and (rungs := labels(by_name.get(b.match))):
+                out += [(i, m.model_copy(update={"name": f"{m.name}@{label}", "budget":
+                                                 b.model_copy(update={"match": f"{b.match}@{label}"})}))
+                        for label in rungs]
+            else:
+                out.append((i, m))
+        return out
 
     def scheme_overrides(self) -> list[tuple[str, dict[str, Any]]]:
         """(name, overrides of ``training``) of every scheme: the named ones, then the grid's."""
@@ -444,6 +542,10 @@ def _check_references(suite: Suite, path: str) -> None:
     if suite.budget is not None and suite.budget.match is not None:
         raise SuiteError(path, "budget.match",
                          "a suite-wide budget takes 'params'; put 'match' on individual models")
+    if suite.budget is not None and (suite.budget.rungs() is not None
+                                     or suite.budget.vary != "width"):
+        raise SuiteError(path, "budget", "a suite-wide budget takes one target solved by width; "
+                         "put ladders and grid budgets on individual models")
     for i, m in enumerate(suite.models):
         budget = m.budget
         if budget is None:
@@ -451,6 +553,14 @@ def _check_references(suite: Suite, path: str) -> None:
                 raise SuiteError(path, f"models[{i}].hidden",
                                  "null widths are solved by a budget, but this model has none; "
                                  "give integer widths or a 'budget'")
+            continue
+        if budget.vary == "grid":
+            if "grid" not in adapters.get(m.adapter).spec_fields:
+                raise SuiteError(path, f"models[{i}].budget.vary", f"adapter '{m.adapter}' has "
+                                 f"no grid to vary; solve its width instead (vary: width)")
+            if m.hidden is None or any(w is None for w in m.hidden):
+                raise SuiteError(path, f"models[{i}].hidden", "a budget that varies the grid "
+                                 "solves G at fixed widths: give integer hidden widths")
             continue
         if m.hidden is not None and all(w is not None for w in m.hidden):
             raise SuiteError(path, f"models[{i}].hidden",

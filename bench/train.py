@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from adapters import Adapter
+from adapters import Adapter, AdapterError
 from bench.callbacks import Callback, FitState, callbacks_for
 from bench.datasets import Dataset
 from bench.init import apply_init
@@ -143,6 +143,7 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     model = adapter.build(spec.arch, data.in_dim, data.out_dim, seed=spec.seed, device=device)
     apply_init(adapter, model, t.init, spec.seed)
     result.params = adapter.count_params(model)
+    _record_flops(result, adapter, spec.arch, data)
     model.train()
     optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], t)
     scheduler = _scheduler(optimizer, t, data.metric)
@@ -196,6 +197,7 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
                 scheduler.optimizer = optimizer
             state.optimizer = optimizer
             result.params = adapter.count_params(model)
+            _record_flops(result, adapter, spec.arch.model_copy(update={"grid": grid}), data)
             _sync(device)
             train_time += time.perf_counter() - tick
             tick = time.perf_counter()
@@ -343,6 +345,21 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     result.train_time_s = train_time
     result.eval_time_s = eval_time
     result.throughput = samples / train_time if train_time > 0 else None
+
+
+def _record_flops(result: RunResult, adapter: Adapter, arch, data: Dataset) -> None:
+    """Per-sample FLOPs of the model as it trains (after a grid refinement: of the new G, so
+    the run keeps its final model's, like its parameter count): ``flops_nominal`` (the
+    fairness study's convention; absent for a family without one), ``flops_impl`` (forward as
+    executed) and ``train_flops`` (forward + backward); see adapters/flops.py."""
+    try:
+        flops = adapter.flops(arch, data.in_dim, data.out_dim)
+    except AdapterError:  # a plugin that does not model its FLOPs
+        return
+    if flops.nominal is not None:
+        result.record("flops_nominal", flops.nominal)
+    result.record("flops_impl", flops.impl)
+    result.record("train_flops", flops.train)
 
 
 def _grid_update_due(t: TrainingSpec, epoch_in_stage: int) -> bool:

@@ -22,8 +22,9 @@ from adapters.base import (
     named_targets,
     package_version,
 )
-from adapters.native import activations
-from adapters.native.layer import CONTRACTIONS, NativeKAN, NativeKANLayer
+from adapters.flops import Flops, LayerWork, activation_flops, flops_of, kanbefair_kan_flops
+from adapters.native import activations, fused, sparse
+from adapters.native.layer import CONTRACTIONS, NativeKAN, NativeKANLayer, _fused_wins
 
 __all__ = ["NativeAdapter", "NativeKAN", "NativeKANLayer"]
 
@@ -114,14 +115,86 @@ class NativeAdapter(Adapter):
         per_edge = spec.grid + spec.k + 2
         return sum(a * b * per_edge for a, b in zip(widths[:-1], widths[1:]))
 
-    def flops_per_sample(self, spec: ModelSpec, in_dim: int, out_dim: int) -> int:
-        # per edge: base and spline multiply-adds (k + 1 active bases, 2 FLOPs each, plus the
-        # base term); per input: the activation (~4) and the basis (~(k + 1)^2 Horner steps)
+    @staticmethod
+    def executed_contraction(spec: ModelSpec) -> str:
+        """The contraction a model of ``spec`` runs: option ``contraction``, with "auto" resolved
+        as the layer does on uniform knots: compiled (``KANBENCH_NATIVE_COMPILE`` on), "fused"
+        while ``G + k <= 8(k + 1)``, else "sparse"; eager, "dense" there, else "sparse". (The
+        eager rule also takes "sparse" where the basis matrix of a batch would pass 24 MiB,
+        and a failed compilation falls back to the eager rule: neither is known here.)"""
+        mode = spec.options.get("contraction", "auto")
+        if mode != "auto":
+            return mode
+        if not _fused_wins(spec.grid, spec.k):
+            return "sparse"
+        return "fused" if fused.enabled() else "dense"
+
+    def flops(self, spec: ModelSpec, in_dim: int, out_dim: int) -> Flops:
+        """The uniform-knot kernels of :class:`NativeKANLayer` per layer ``a -> b``, ``n = G + k``
+        bases, ``k + 1`` of them active per input, by :meth:`executed_contraction`. Every path
+        prices the base activation ``FLOPS[act]`` per input and locates each input on the
+        grid: ``t = (x - lo) / h + k`` (3), its cell ``floor(t)`` and local position ``t - cell``
+        (2), plus a clamp and ``nan_to_num`` (dense, sparse, reference) and two span comparisons
+        (fused, sparse, reference). A cardinal segment polynomial by Horner costs ``2(k + 1)``.
+
+        * "fused" (fused.py; compiled or its eager twin, same arithmetic): per input 7 (locate,
+          span), the ``k + 1`` segment values each zeroed outside the span, ``(k+1)(2k + 3)``,
+          each of the ``n`` columns' slot ``j - cell + k`` (2) and its pick among ``k + 1``
+          slots (compare and select each), ``2n(k + 2)``; one GEMM of the ``n + 1`` columns
+          per input with the packed weights, ``2ab(n + 1)`` (matmul); layers whose packed
+          weight is built in input blocks add their partial products, ``(blocks - 1)b``.
+        * "dense" (layer.py ``_DenseKAN``, eager): per input 7 (locate), the powers of ``u``
+          (``k``) and their product with the constant ``(k+1) x (k+1)`` segment table,
+          ``2(k + 1)^2`` (matmul, constant operand); the dense basis row as an ``embedding_bag``
+          of ``k + 1`` weighted rows of a padded identity, ``2(k + 1)n`` (2 per multiply-add);
+          the base GEMM ``2ab`` and the spline ``addmm_`` ``2abn`` (matmul), which accumulates
+          into the base output, ``b`` (after).
+        * "sparse" (sparse.py): per input 9 (locate with clamp, nan_to_num and span), the
+          ``k + 1`` segment values zeroed outside the span and for missing bases,
+          ``(k + 1)(2k + 4)``; the base GEMM ``2ab`` (matmul); the ``embedding_bag`` of the
+          ``k + 1`` active table rows per input, ``2(k + 1)ab`` (gather), added into the
+          output once per input block, ``blocks * b``.
+        * "reference" (plain autograd): per input 9 (locate, span, nan_to_num, clamp), Horner
+          by ``addcmul`` on all ``k + 1`` values, ``2k(k + 1)``, and zeroing the missing ones,
+          ``k + 1``; the dense basis is scattered (free); two ``F.linear``, ``2ab(n + 1)``
+          (matmul), and their sum ``b``.
+
+        The scaled spline weights (``spline_weight * spline_scaler``) and packed tables are per
+        batch. After ``update_grid`` (non-uniform knots) the layer runs the Cox-de Boor reference,
+        not modelled here; a ``grid_schedule`` keeps the knots uniform (price it at each G).
+
+        ``train`` prices autograd's backward of this forward (adapters.flops.flops_of). The
+        kernels' hand-written backwards: "fused" runs exactly those products (the packed GEMM's
+        weight and input gradients); "dense" fewer (its input gradient gathers the ``k + 1``
+        active table rows instead of a GEMM over all ``n`` bases); "sparse" more (its weight
+        gradient is a GEMM over all ``n`` bases, faster on CPUs than scattering ``k + 1``)."""
+        self.check_spec(spec)
+        g, k = spec.grid, spec.k
+        n, k1 = g + k, k + 1
+        act = activation_flops(spec.activation)
+        mode = self.executed_contraction(spec)
         widths = spec.widths(in_dim, out_dim)
-        k = spec.k
-        edges = sum(a * b * (2 * (k + 1) + 2) for a, b in zip(widths[:-1], widths[1:]))
-        inputs = sum(a * (4 + 2 * (k + 1) ** 2) for a in widths[:-1])
-        return edges + inputs
+        layers = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            if mode == "fused":
+                blocked = a > fused.BATCH_INNER_MAX_IN and fused._weight_blocks(a, b, n + 1)
+                layers.append(LayerWork(
+                    matmul=2 * a * b * (n + 1),
+                    on_input=a * (act + 7 + k1 * (2 * k1 + 1) + 2 * n * (k1 + 1)),
+                    after=(len(blocked) - 1) * b if blocked else 0))
+            elif mode == "dense":
+                layers.append(LayerWork(
+                    matmul=2 * a * b * (n + 1), matmul_const=2 * a * k1 * k1,
+                    on_input=a * (act + 7 + k + 2 * k1 * n), after=b))
+            elif mode == "sparse":
+                layers.append(LayerWork(
+                    matmul=2 * a * b, gather=2 * k1 * a * b,
+                    on_input=a * (act + 9 + k1 * (2 * k1 + 2)),
+                    after=len(sparse.layer_blocks(a, b, g, k)) * b))
+            else:  # reference
+                layers.append(LayerWork(
+                    matmul=2 * a * b * (n + 1), on_input=a * (act + 9 + k1 * (2 * k + 1)), after=b))
+        return flops_of(layers, nominal=kanbefair_kan_flops(widths, g, k, spec.activation))
 
     def spline_coefficients(self, model: NativeKAN) -> list[torch.Tensor]:
         return [layer.spline_weight for layer in model.layers]
