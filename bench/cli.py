@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench run | budget | report | export | list | speed-report | speed-interleaved``.
+"""Command line: ``python -m bench run | budget | report | compare | export | list | speed-report | speed-interleaved``.
 
 User errors (a malformed suite, a missing store, offline data) print one message and exit 2,
 with no traceback. ``run`` exits 1 when a run failed with an error (a bug, not a diverging
@@ -208,6 +208,18 @@ def _series_layout(args: argparse.Namespace) -> str | None:
     return (layout or "long") if args.series else None
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from bench.compare import compare_stores, render
+
+    if not 0 < args.level < 1:
+        raise KanbenchError(f"--level must be between 0 and 1, got {args.level}")
+    comparison = compare_stores(args.old, args.new, args.level)
+    print(render(comparison))
+    if args.output:
+        comparison.metrics.to_csv(args.output, index=False)
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from bench.shocks import with_shocks
     from bench.store import Store
@@ -331,6 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
                                           "stored in the runs)")
     data_opts(rep)
     rep.set_defaults(func=_cmd_report)
+
+    c = sub.add_parser("compare", help="what changed between two stores of the same suite: "
+                                       "runs added, missing, with another status, and test "
+                                       "metrics changed beyond seed noise")
+    c.add_argument("old", help="the earlier store")
+    c.add_argument("new", help="the later store")
+    c.add_argument("--level", type=float, default=0.05,
+                   help="significance level of the per-group test (default 0.05)")
+    c.add_argument("-o", "--output", help="also write the per-group metric table as CSV")
+    c.set_defaults(func=_cmd_compare)
 
     e = sub.add_parser("export", help="one tidy row per run (every stored per-run value a "
                                       "column), or the per-step series")
