@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -40,10 +41,17 @@ def test_tabular_suite_end_to_end(tmp_path):
     assert (tmp_path / "reports" / "tabular.html").is_file()
     for dataset in DATASETS:
         assert f"## {dataset} (" in md
+    # the per-dataset tables (the Paired comparisons tables also start with a model's name)
+    tables = md[min(md.index(f"\n## {dataset} (") for dataset in DATASETS):]
     for model in MODELS:
-        rows = [line for line in md.splitlines()
+        rows = [line for line in tables.splitlines()
                 if line.startswith((f"| {model} |", f"| **{model}** |")) and line.count("|") > 10]
         assert len(rows) == len(DATASETS), model
+    # 3 seeds: every KAN against the MLP, each with 3 pairs, too few for a verdict at 0.05
+    summary = md.split("## Summary\n", 1)[1].split("\n## ", 1)[0]
+    for dataset in DATASETS:
+        assert re.search(rf"^\| {dataset} \| .* \| mlp \| .*too few paired seeds \(n = 3\)",
+                         summary, re.M), summary
 
     export = bench("export", "results/tabular.sqlite", cwd=tmp_path)
     rows = list(csv.DictReader(io.StringIO(export.stdout)))

@@ -26,8 +26,8 @@ _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 
 def learning_curves(curves: pd.DataFrame, dataset: str, metric: str, path: Path) -> Path | None:
-    """Validation (solid band: min to max over seeds, line: mean) and train (dotted, mean)
-    metric per epoch, one colour, dash pattern and marker per model; the markers of successive
+    """Validation (band: min to max over the runs, seeds and schemes; line: mean) and train
+    (dotted, mean) metric per epoch, one colour, dash pattern and marker per model; the markers of successive
     models sit on different epochs, so curves that coincide stay visible. Returns None when
     there is nothing to draw."""
     c = curves[curves.dataset == dataset]
@@ -54,7 +54,7 @@ def learning_curves(curves: pd.DataFrame, dataset: str, metric: str, path: Path)
                 ax.plot(mean.index, mean.train_metric, color=color, linestyle=":", alpha=0.7)
             ax.set_xlabel("epoch")
             ax.set_ylabel(f"{metric} ({'higher' if metric == 'accuracy' else 'lower'} is better)")
-            ax.set_title(literal(f"{dataset}: validation (mean, band: min to max over seeds) "
+            ax.set_title(literal(f"{dataset}: validation (mean, band: min to max over runs) "
                                  f"and train (dotted)"), fontsize=9)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, ncol=2)

@@ -29,15 +29,20 @@ from bench.errors import StoreError
 from bench.names import file_stem, inside, named_file
 from bench.records.metrics import higher_is_better
 from bench.report.files import atomic_file
-from bench.report.plots import learning_curves
+from bench.report.plots import learning_curves, metric_vs_cost
 from bench.report.schemes import divergence_rates, scheme_sensitivity
+from bench.report.statistics import KAN_VS_MLP, describe_method, paired_comparisons
 from bench.report.tables import numeric_values, summarise
 from bench.shocks import intervention_columns, resilience_table
 from bench.store import Store
 
-#: a regression model whose mean test RMSE is this many times the best one's is left out of
-#: the headline: it diverged in all but name
+#: a regression model whose mean test RMSE is this many times the best one's may not be named
+#: best (in the tables or the summary): it diverged in all but name
 RUNAWAY_RMSE_FACTOR = 100
+#: the figures of test metric against a cost, per dataset: (summary table column, axis label);
+#: a figure is drawn only where at least two models have the cost
+COST_AXES = (("params", "parameters"), ("flops_impl_mean", "forward FLOPs per sample (impl)"),
+             ("train_time_s_mean", "training time (s)"))
 #: the "Training schemes" section lists at most this many diverging (model, scheme) pairs per
 #: dataset, the most diverging first (a 27-scheme grid would otherwise bury the report)
 DIVERGING_ROWS = 20
@@ -78,7 +83,7 @@ def _metric_pm(metric: str, mean: float, std: float) -> str:
 
 
 def _metric_difference(metric: str, value: float) -> str:
-    """A difference of two metric values: percentage points for accuracy (as the headline)."""
+    """A difference of two metric values: percentage points for accuracy (as the summary)."""
     if value is None or math.isnan(value):
         return "-"
     return f"{100 * value:.2f} pp" if metric == "accuracy" else _fmt(value)
@@ -193,7 +198,7 @@ def _steps(steps: pd.Series, paired: pd.DataFrame) -> str:
 
 
 def _excluded(g: pd.DataFrame) -> dict[str, str]:
-    """model -> why it may not win one dataset/scheme's headline: a finished run with a
+    """model -> why it may not be named best of one dataset/scheme: a finished run with a
     non-finite test metric, or (regression) a mean test RMSE over RUNAWAY_RMSE_FACTOR times
     the best model's."""
     why = {r.model: f"non-finite test metric in {r.nonfinite} of {r.ok} finished runs"
@@ -217,43 +222,90 @@ def _contenders(table: pd.DataFrame) -> dict[tuple[str, str], tuple[pd.DataFrame
     return out
 
 
-def _headline(contenders: dict[tuple[str, str], tuple[pd.DataFrame, dict]]) -> list[dict]:
-    """Per dataset/scheme: best KAN against best MLP, with a crude noise check."""
+def _signed(metric: str, value: float) -> str:
+    """A signed difference in the metric's units: percentage points for accuracy."""
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{100 * value:+.2f} pp" if metric == "accuracy" else f"{value:+.4g}"
+
+
+def _ci(metric: str, low: float, high: float) -> str:
+    if math.isnan(low) or math.isnan(high):
+        return "-"
+    return f"{_signed(metric, low)} to {_signed(metric, high)}"
+
+
+def _p(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.3g}"
+
+
+def _best_by_validation(rows: pd.DataFrame) -> pd.Series | None:
+    """The row with the best mean VALIDATION metric (nothing is selected on test)."""
+    rows = rows[rows.val_metric_mean.notna()]
+    if rows.empty:
+        return None
+    order = rows.val_metric_mean.sort_values(
+        ascending=not higher_is_better(rows.metric.iloc[0] or ""), kind="stable")
+    return rows.loc[order.index[0]]
+
+
+def _trained(r: pd.Series) -> str:
+    return f"{r.diverged}/{r.ok + r.diverged}"
+
+
+def _summary(table: pd.DataFrame, contenders: dict, comparisons: pd.DataFrame) -> list[dict]:
+    """Per dataset/scheme: the best KAN by mean validation metric (of those that may win, see
+    :func:`_excluded`) against its best matched MLP by the same rule (bench.report.statistics:
+    matched_mlps), with the paired comparison of the two."""
     lines = []
-    for (dataset, scheme), (g, excluded) in contenders.items():
+    for (dataset, scheme), everyone in table.groupby(["dataset", "scheme"], sort=False):
+        g, excluded = contenders.get((dataset, scheme), (everyone.iloc[:0], {}))
+        metric = everyone.metric.dropna().iloc[0] if everyone.metric.notna().any() else ""
         line: dict[str, Any] = {
-            "dataset": dataset, "scheme": scheme, "best": None,
+            "dataset": dataset, "scheme": scheme, "metric": metric, "kan": None, "mlp": None,
             "excluded": ", ".join(f"{model} ({why})" for model, why in excluded.items())}
-        if g.empty:
-            lines.append(line)
-            continue
-        best = g.iloc[0]
-        line.update(metric=best.metric, best=best.model,
-                    best_value=_metric_pm(best.metric, best.test_metric_mean,
-                                          best.test_metric_std))
-        kan, mlp = g[g.family == "kan"].head(1), g[g.family == "mlp"].head(1)
-        if not kan.empty and not mlp.empty:
-            k, m = kan.iloc[0], mlp.iloc[0]
-            diff = k.test_metric_mean - m.test_metric_mean
-            noise = math.hypot(k.test_metric_std, m.test_metric_std)
-            kan_better = diff > 0 if higher_is_better(best.metric) else diff < 0
-            if min(k.ok, m.ok) < 2:  # one seed has no spread to compare a difference with
-                verdict = "1 seed: no verdict"
-            elif abs(diff) <= noise:
-                verdict = "within noise (difference ≤ combined std over seeds)"
-            else:
-                verdict = ("KAN better" if kan_better else "MLP better") + \
-                    " (difference exceeds the combined std over seeds)"
-            scale = 100 if best.metric == "accuracy" else 1
-            unit = " pp" if best.metric == "accuracy" else ""
-            # Per-sample training time (inverse throughput): early stopping makes total times
-            # depend on how many epochs each model ran.
-            line.update(kan=k.model, mlp=m.model, diff=f"{scale * diff:+.3g}{unit}",
-                        verdict=verdict,
-                        time_ratio=(m.throughput_mean / k.throughput_mean
-                                    if k.throughput_mean else math.nan))
         lines.append(line)
+        kan = _best_by_validation(g[g.family == "kan"])
+        if kan is None:
+            line["note"] = "no eligible KAN with a finished run"
+            continue
+        line["kan"] = kan.model
+        mine = comparisons[(comparisons.dataset == dataset) & (comparisons.scheme == scheme)
+                           & (comparisons.kind == KAN_VS_MLP) & (comparisons.a == kan.model)]
+        mlp = _best_by_validation(g[g.model.isin(mine.b)])
+        if mlp is None:
+            line["note"] = "no eligible matched MLP with a finished run"
+            continue
+        c = mine[mine.b == mlp.model].iloc[0]
+        line.update(
+            mlp=mlp.model, match=c.match, n=int(c.n), diff=_signed(metric, c.mean_diff),
+            ci=_ci(metric, c.ci_low, c.ci_high), verdict=c.verdict, p_holm=_p(c.p_holm),
+            diverged=f"{_trained(kan)}, {_trained(mlp)}",
+            # per-sample training time (inverse throughput): early stopping makes total
+            # times depend on how many epochs each model ran
+            time_ratio=_fmt(mlp.throughput_mean / kan.throughput_mean, 3) + "x"
+            if kan.throughput_mean > 0 and mlp.throughput_mean > 0 else "-")
     return lines
+
+
+def _paired_section(comparisons: pd.DataFrame, order: list[str]) -> dict[str, Any]:
+    """Per dataset (in ``order``, the dataset sections'), every comparison
+    (bench.report.statistics) and the method's numbers."""
+    datasets = []
+    rank = comparisons.dataset.map({name: i for i, name in enumerate(order)})
+    for dataset, d in comparisons.iloc[rank.argsort(kind="stable")].groupby("dataset",
+                                                                            sort=False):
+        metric = d.metric.dropna().iloc[0] if d.metric.notna().any() else ""
+        datasets.append({
+            "name": dataset, "metric": metric,
+            "direction": "higher is better" if higher_is_better(metric) else "lower is better",
+            "rows": [{"scheme": r.scheme, "kind": r.kind, "a": r.a, "b": r.b, "match": r.match,
+                      "n": r.n, "diff": _signed(metric, r.mean_diff),
+                      "ci": _ci(metric, r.ci_low, r.ci_high) + (
+                          " (percentile)" if r.ci_method == "percentile" else ""),
+                      "p": _p(r.p_value), "p_holm": _p(r.p_holm), "verdict": r.verdict}
+                     for r in d.itertuples()]})
+    return {"datasets": datasets, **describe_method(comparisons)}
 
 
 def _by_group(runs: pd.DataFrame, values: list[str]) -> str:
@@ -333,6 +385,9 @@ def build_context(store: Store, out_dir: Path, suite_name: str,
                              f"{len(everything)} runs of other configurations): run the suite "
                              f"first, or report the whole store without --suite")
     runs = runs.reset_index(drop=True)
+    scope = {"filtered": run_keys is not None, "others": len(everything) - len(runs),
+             "missing": planned - len(runs), "shown": len(runs),
+             "status_counts": runs.status.value_counts().to_dict()}
     extra: dict[str, Any] = {}
     shocked = intervention_columns(runs.config_json).shock_sigma.notna()
     if shocked.any():  # shocked runs are compared with their controls, not ranked with them
@@ -345,6 +400,7 @@ def build_context(store: Store, out_dir: Path, suite_name: str,
         curves = curves[curves.run_key.isin(set(runs.run_key))]
     asset_dir = inside(out_dir, file_stem(suite_name, "suite name") + "_files")
     contenders = _contenders(table)
+    comparisons = paired_comparisons(runs)
 
     datasets = []
     for dataset, g in table.groupby("dataset", sort=False):
@@ -355,12 +411,19 @@ def build_context(store: Store, out_dir: Path, suite_name: str,
         if not curves.empty:
             plot = learning_curves(curves, dataset, metric, named_file(
                 asset_dir, dataset, ".png", "dataset label", unique=True))
+        cost_plots = []
+        for cost, label in COST_AXES:
+            figure = metric_vs_cost(table, dataset, metric, cost, label, named_file(
+                asset_dir, f"{dataset}-{cost}", ".png", "dataset label", unique=True))
+            if figure is not None:
+                cost_plots.append({"path": figure, "label": label})
         rows = []
         value_rows = []
         schemes = g.scheme.unique()
         shown_values = [n for n in value_names if g[f"{n}_n"].sum() > 0]
         for _, r in g.iterrows():
-            eligible = contenders.get((dataset, r.scheme), (pd.DataFrame(), {}))[0]
+            # bold: the best by mean validation metric of its scheme (nothing chosen on test)
+            best = _best_by_validation(contenders.get((dataset, r.scheme), (g.iloc[:0], {}))[0])
             notes = []
             if r.diverged:
                 notes.append(f"{r.diverged} diverged")
@@ -376,8 +439,10 @@ def build_context(store: Store, out_dir: Path, suite_name: str,
             if r.busy:
                 notes.append(f"timings of {r.busy} taken while other processes kept the "
                              f"cores busy: not comparable")
-            if not math.isnan(r.warmup_time_s_mean):
-                notes.append(f"compile {r.warmup_time_s_mean:.3g} s per run, not in train time")
+            if r.warmup_time_s_n:  # the first compilation, then runs that reused it
+                notes.append(f"warm-up (torch.compile, not in train time): longest "
+                             f"{r.warmup_time_s_max:.3g} s, median {r.warmup_time_s_median:.3g} s "
+                             f"over {r.warmup_time_s_n} runs")
             rows.append({
                 "model": r.model, "scheme": r.scheme, "family": r.family,
                 "impl": r.impl if isinstance(r.impl, str) else "-",  # NaN: skipped runs
@@ -390,7 +455,7 @@ def build_context(store: Store, out_dir: Path, suite_name: str,
                 "best_test_epoch": _metric_pm(metric, r.test_metric_best_test_mean,
                                               r.test_metric_best_test_std),
                 "runs": f"{r.ok}/{r.seeds}", "notes": "; ".join(notes),
-                "is_best": not eligible.empty and eligible.iloc[0].model == r.model,
+                "is_best": best is not None and (best.model, best.scheme) == (r.model, r.scheme),
             })
             if shown_values:
                 value_rows.append({"model": r.model, "scheme": r.scheme, "cells": [
@@ -400,6 +465,7 @@ def build_context(store: Store, out_dir: Path, suite_name: str,
             "name": dataset, "metric": metric,
             "direction": "higher is better" if higher_is_better(metric) else "lower is better",
             "info": data_info, "rows": rows, "plot_path": plot, "show_scheme": len(schemes) > 1,
+            "cost_plots": cost_plots,
             "value_names": shown_values, "value_rows": value_rows,
         })
 
@@ -411,10 +477,10 @@ def build_context(store: Store, out_dir: Path, suite_name: str,
         "description": description or "",
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "store": str(store.path),
-        "n_runs": len(runs),
-        "scope": {"filtered": run_keys is not None, "others": len(everything) - len(runs),
-                  "missing": planned - len(runs)},
-        "status_counts": runs.status.value_counts().to_dict(),
+        # of every run shown, shocked ones included (the result tables leave those out)
+        "n_runs": scope["shown"],
+        "scope": scope,
+        "status_counts": scope["status_counts"],
         "seeds": sorted(runs.seed.unique().tolist()),
         "training": training,
         "training_differs": differing,
@@ -425,7 +491,9 @@ def build_context(store: Store, out_dir: Path, suite_name: str,
         # runs that never trained (skipped) record no thread count
         "threads": sorted(runs.threads[runs.threads > 0].astype(int).unique().tolist()),
         "datasets": datasets,
-        "headline": _headline(contenders),
+        "summary": _summary(table, contenders, comparisons),
+        "paired": _paired_section(comparisons, [d["name"] for d in datasets]),
+        "show_scheme": runs.scheme.nunique() > 1,
         "fmt": _fmt,
         **extra,
     }
@@ -470,10 +538,11 @@ def write_report(store_path: str | Path, out_dir: str | Path = "reports",
     with ExitStack() as stack:
         md_file = stack.enter_context(atomic_file(md_path))
         html_file = stack.enter_context(atomic_file(html_path))
-        for d in ctx["datasets"]:
-            d["plot"] = _image(d["plot_path"], inline=False, out_dir=out)
-        md_file.writelines(markdown.get_template("report.md.j2").generate(**ctx))
-        for d in ctx["datasets"]:
-            d["plot"] = _image(d["plot_path"], inline=True, out_dir=out)
-        html_file.writelines(html.get_template("report.html.j2").generate(**ctx))
+        for inline, env, template, file in ((False, markdown, "report.md.j2", md_file),
+                                            (True, html, "report.html.j2", html_file)):
+            for d in ctx["datasets"]:  # Markdown links the PNG files, HTML inlines them
+                d["plot"] = _image(d["plot_path"], inline=inline, out_dir=out)
+                for c in d["cost_plots"]:
+                    c["src"] = _image(c["path"], inline=inline, out_dir=out)
+            file.writelines(env.get_template(template).generate(**ctx))
     return md_path, html_path

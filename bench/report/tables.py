@@ -98,6 +98,12 @@ def summarise(runs: pd.DataFrame, value_names: list[str] = ()) -> pd.DataFrame:
         }
         for col in AGGREGATED:
             row[f"{col}_mean"], row[f"{col}_std"] = _mean_std(ok[col])
+        # compilation happens once per kernel shape and process: later runs reuse it, so a
+        # mean over runs hides the one-off cost; the report gives the largest and the median
+        warmup = pd.to_numeric(ok.warmup_time_s, errors="coerce").dropna()
+        row["warmup_time_s_n"] = len(warmup)
+        row["warmup_time_s_max"] = float(warmup.max()) if len(warmup) else math.nan
+        row["warmup_time_s_median"] = float(warmup.median()) if len(warmup) else math.nan
         for name in extra:
             values = pd.to_numeric(ok[name], errors="coerce")
             row[f"{name}_mean"], row[f"{name}_std"] = _mean_std(values)
