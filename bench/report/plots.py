@@ -27,9 +27,9 @@ _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 def learning_curves(curves: pd.DataFrame, dataset: str, metric: str, path: Path) -> Path | None:
     """Validation (band: min to max over the runs, seeds and schemes; line: mean) and train
-    (dotted, mean) metric per epoch, one colour, dash pattern and marker per model; the markers of successive
-    models sit on different epochs, so curves that coincide stay visible. Returns None when
-    there is nothing to draw."""
+    (dotted, mean) metric per epoch, one colour, dash pattern and marker per model; the markers
+    of successive models sit on different epochs, so curves that coincide stay visible.
+    Returns None when there is nothing to draw."""
     c = curves[curves.dataset == dataset]
     if c.empty or "val_metric" not in c:
         return None
