@@ -335,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_budget)
 
     rep = sub.add_parser("report", help="write Markdown and HTML reports from a store")
-    rep.add_argument("store")
+    rep.add_argument("store", nargs="+", help="one store, or several merged into one report "
+                                              "(a run stored twice is shown once: its latest)")
     rep.add_argument("--out-dir", default="reports")
     rep.add_argument("--suite", help="suite YAML file: report only the runs of its current "
                                      "plan (default: every run in the store, said so)")

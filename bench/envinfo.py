@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
+from pathlib import Path
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -32,6 +34,23 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def kanbench_commit() -> str | None:
+    """The git commit of the kanbench source that runs (with "+dirty" when it has uncommitted
+    changes), or None outside a git checkout or without git."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=10, check=True).stdout.strip()
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "") if commit else None
+
+
 @lru_cache(maxsize=1)
 def _static() -> dict[str, Any]:
     return {
@@ -41,6 +60,7 @@ def _static() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "libraries": {lib: v for lib in _LIBRARIES if (v := _version(lib)) is not None},
         "cuda": torch.version.cuda,
+        "kanbench_commit": kanbench_commit(),
     }
 
 

@@ -30,6 +30,7 @@ from bench.names import file_stem, inside, named_file
 from bench.records.metrics import higher_is_better
 from bench.report.files import atomic_file
 from bench.report.plots import learning_curves, metric_vs_cost
+from bench.report.sources import MergedStores
 from bench.report.schemes import divergence_rates, scheme_sensitivity
 from bench.report.statistics import KAN_VS_MLP, describe_method, paired_comparisons
 from bench.report.tables import numeric_values, summarise
@@ -357,6 +358,7 @@ def _environment(runs: pd.DataFrame) -> dict[str, Any]:
                 libraries[lib].append(str(version))
     return {"cpus": distinct(e.get("cpu") for e in envs),
             "gpus": distinct(e.get("gpu") for e in envs),
+            "commits": distinct(e.get("kanbench_commit") for e in envs),
             "libraries": {lib: " / ".join(v) for lib, v in libraries.items()}}
 
 
@@ -368,7 +370,7 @@ def _image(path: Path | None, inline: bool, out_dir: Path) -> str | None:
     return path.relative_to(out_dir).as_posix()
 
 
-def build_context(store: Store, out_dir: Path, suite_name: str,
+def build_context(store: Store | MergedStores, out_dir: Path, suite_name: str,
                   run_keys: list[str] | None = None,
                   description: str | None = None) -> dict[str, Any]:
     """What the templates show: the runs in ``run_keys`` (every run when None)."""
@@ -519,17 +521,22 @@ def _environment_for(markdown: bool) -> jinja2.Environment:
     )
 
 
-def write_report(store_path: str | Path, out_dir: str | Path = "reports",
+def write_report(store_path: str | Path | list[str | Path], out_dir: str | Path = "reports",
                  suite_name: str | None = None, *, run_keys: list[str] | None = None,
                  description: str | None = None) -> tuple[Path, Path]:
-    """Write the Markdown and HTML reports for a store (the runs in ``run_keys``, or every
-    run); returns their paths. Each file is replaced whole: a failure part way leaves the
-    previous report."""
+    """Write the Markdown and HTML reports for a store, or several merged into one report
+    (:class:`bench.report.sources.MergedStores`: a run in several stores is shown once), of
+    the runs in ``run_keys`` or every run; returns their paths. Each file is replaced whole: a
+    failure part way leaves the previous report."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with Store(store_path, readonly=True) as store:
+    paths = list(store_path) if isinstance(store_path, (list, tuple)) else [store_path]
+    with ExitStack() as opened:
+        stores = [opened.enter_context(Store(p, readonly=True)) for p in paths]
+        store = stores[0] if len(stores) == 1 else MergedStores(stores)
         runs = store.runs()
-        name = suite_name or (runs.suite.iloc[0] if not runs.empty else Path(store_path).stem)
+        suites = list(dict.fromkeys(runs.suite.dropna())) if not runs.empty else []
+        name = suite_name or ("+".join(suites) if suites else Path(paths[0]).stem)
         ctx = build_context(store, out, name, run_keys, description)
     stem = file_stem(name, "suite name")
     md_path, html_path = inside(out, f"{stem}.md"), inside(out, f"{stem}.html")
