@@ -452,6 +452,11 @@ def build_context(store: Store | MergedStores, out_dir: Path, suite_name: str,
                 "budget": _budget_cell(r),
                 "test": _metric_pm(metric, r.test_metric_mean, r.test_metric_std),
                 "gap": _metric_pm(metric, r.gap_mean, r.gap_std),
+                "gap_last": _metric_pm(metric, r.get("gap_last_mean", math.nan),
+                                       r.get("gap_last_std", math.nan)),
+                "flops_nominal": _count(r.get("flops_nominal_mean")),
+                "flops_impl": _count(r.get("flops_impl_mean")),
+                "throughput": _fmt(r.throughput_mean, 3),
                 "train_time": _pm(r.train_time_s_mean, r.train_time_s_std, 3),
                 "best_epoch": _fmt(r.best_epoch_mean, 3),
                 "best_test_epoch": _metric_pm(metric, r.test_metric_best_test_mean,
@@ -499,6 +504,11 @@ def build_context(store: Store | MergedStores, out_dir: Path, suite_name: str,
         "fmt": _fmt,
         **extra,
     }
+
+
+def _count(value: Any) -> str:
+    """A count (FLOPs) with thousands separators; "-" where not recorded."""
+    return "-" if value is None or pd.isna(value) else f"{value:,.0f}"
 
 
 def _budget_cell(r: pd.Series) -> str:
