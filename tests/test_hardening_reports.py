@@ -162,7 +162,8 @@ def test_every_suite_text_is_data_in_both_reports_and_the_plots(tmp_path, hostil
     assert written and all(out in p.parents for p in written)
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+", part) and not part.startswith(".")
                for p in written for part in p.relative_to(out).parts)
-    assert len([p for p in written if p.suffix == ".png"]) == 1
+    # the learning curves and the gap per model (one model: no figure against a cost)
+    assert len([p for p in written if p.suffix == ".png"]) == 2
 
 
 # -- 2. names never become paths ----------------------------------------------------------------

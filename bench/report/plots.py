@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench.report.files import write_atomic  # noqa: E402
@@ -122,6 +124,359 @@ def metric_vs_cost(table: pd.DataFrame, dataset: str, metric: str, cost: str, la
             ax.legend(fontsize=6, ncol=2)
             fig.tight_layout()
             write_atomic(path, lambda f: fig.savefig(f, format="png"), mode="wb")
+        finally:
+            plt.close(fig)
+    return path
+
+
+def _save(fig, path: Path) -> Path:
+    write_atomic(path, lambda f: fig.savefig(f, format="png"), mode="wb")
+    return path
+
+
+def _grid(n: int, max_cols: int) -> tuple[int, int]:
+    """Rows and columns for ``n`` panels, at most ``max_cols`` wide, rows as even as possible
+    (5 panels: 2 x 3, not 4 + 1)."""
+    rows = math.ceil(n / max_cols)
+    return rows, math.ceil(n / rows)
+
+
+#: at most this many models get a panel in shock_recovery (the figure stays legible)
+SHOCK_MODELS = 8
+
+
+def shock_curves(series: pd.DataFrame, pairs: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """The curves of :func:`shock_recovery`, one row per point: ``model``, ``kind``
+    (``"control"`` or ``"shocked"``), ``shock`` (the shock label; None for a control),
+    ``aligned_at`` (for a control: the shock step its steps are counted from; None for a
+    shocked curve), ``rel_step`` (step minus the pair's shock step), ``after_shock`` (True for
+    the loss measured just after the noise; it sits at ``rel_step`` 0, after the loss measured
+    there before the noise), ``value`` (median ``val_loss`` over the runs with a finite loss
+    at that point), ``n`` (those runs) and ``lost`` (runs of the curve with a NaN or infinite
+    loss anywhere: they drop out of the median where it is not finite).
+
+    Pairs of other datasets, without a shock step, or whose control is missing or has no
+    finite ``val_loss``, are skipped. Sorted by model (first appearance in ``pairs``), kind, curve,
+    ``rel_step``, ``after_shock``."""
+    columns = ["model", "kind", "shock", "aligned_at", "rel_step", "after_shock", "value", "n",
+               "lost"]
+    # only the series' own columns: a store's series also names the run's model, dataset...
+    s = series.loc[series["name"].isin(["val_loss", "after_shock_val_loss"]),
+                   ["run_key", "step", "name", "value"]]
+    s = s.assign(value=pd.to_numeric(s.value, errors="coerce").astype(float))
+    finite = np.isfinite(s.value)
+    lost_keys = set(s.run_key[~finite])
+    s = s[finite]
+    controls_with_data = set(s.run_key[s["name"] == "val_loss"])
+    p = pairs[(pairs.dataset == dataset) & pairs.control_key.isin(controls_with_data)
+              & pairs.shock_step.notna()]
+    if p.empty:
+        return pd.DataFrame(columns=columns)
+    p = p.assign(shock_step=p.shock_step.astype(int))
+
+    shocked = p[["model", "shock", "run_key", "shock_step"]].merge(s, on="run_key")
+    shocked = shocked.assign(kind="shocked", aligned_at=None,
+                             after_shock=shocked["name"] == "after_shock_val_loss")
+    # the after-shock loss belongs at the shock itself, whatever step it was stored under
+    shocked["rel_step"] = np.where(shocked.after_shock, 0, shocked.step - shocked.shock_step)
+
+    # a control serves every shock setting of its seed; count its steps from each distinct
+    # shock step it is compared at (settings shocked at different steps align differently)
+    aligned = (p[["model", "control_key", "shock_step"]].drop_duplicates()
+               .rename(columns={"control_key": "run_key"}))
+    control = aligned.merge(s[s["name"] == "val_loss"], on="run_key")
+    control = control.assign(kind="control", shock=None, aligned_at=control.shock_step,
+                             after_shock=False, rel_step=control.step - control.shock_step)
+
+    points = pd.concat([control, shocked], ignore_index=True)
+    curve = ["model", "kind", "shock", "aligned_at"]
+    points["lost"] = (points.run_key.where(points.run_key.isin(lost_keys))
+                      .groupby([points[c] for c in curve], dropna=False).transform("nunique"))
+    out = (points.groupby(curve + ["rel_step", "after_shock"], dropna=False, sort=False)
+           .agg(value=("value", "median"), n=("value", "size"), lost=("lost", "first"))
+           .reset_index())
+    order = {m: i for i, m in enumerate(pd.unique(p.model))}
+    out = out.assign(_m=out.model.map(order), rel_step=out.rel_step.astype(int),
+                     n=out.n.astype(int), lost=out.lost.astype(int))
+    out = out.sort_values(["_m", "kind", "shock", "aligned_at", "rel_step", "after_shock"],
+                          kind="stable", na_position="first")
+    return out[columns].reset_index(drop=True)
+
+
+def shock_recovery(series: pd.DataFrame, pairs: pd.DataFrame, dataset: str,
+                   path: Path) -> Path | None:
+    """Recovery from a weight shock on ``dataset``: one panel per model (the first
+    ``SHOCK_MODELS`` in order of ``pairs``, in a grid), x = optimisation steps relative to the
+    shock step, y = validation loss (``val_loss``, on a fixed validation subset) on a log
+    axis. The control is black (median over its seeds; dashed variants when shock settings
+    fall on different steps); each shock setting is one coloured line (median over its
+    seeds) that jumps at x = 0 to the loss measured just after the noise (a dot). A dotted
+    vertical line marks the shock. NaN and infinite losses are left out of the medians; the
+    legend counts the runs that had one. Pairs without a control are skipped. Returns None
+    (and writes nothing) when no pair of the dataset has a control with finite losses."""
+    curves = shock_curves(series, pairs, dataset)
+    if curves.empty:
+        return None
+    models = list(pd.unique(curves.model))
+    shown = models[:SHOCK_MODELS]
+    shocks = sorted(curves.shock.dropna().unique())
+    colour = {label: f"C{i % 10}" for i, label in enumerate(shocks)}
+    rows, cols = _grid(len(shown), 4)
+    with plt.rc_context({"text.usetex": False}):
+        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows + 0.9), dpi=110,
+                                 squeeze=False, sharex=False)
+        try:
+            handles = {}
+            for ax, model in zip(axes.flat, shown):
+                m = curves[curves.model == model]
+                controls = list(m[m.kind == "control"].groupby("aligned_at", sort=True))
+                for j, (step, g) in enumerate(controls):
+                    name = "control" if len(controls) == 1 else f"control (shock at step {step})"
+                    lost = int(g.lost.iloc[0])
+                    # above the shocked lines, which coincide with it before the shock
+                    line, = ax.plot(g.rel_step, g.value, color="black", linewidth=1.2, zorder=3,
+                                    label=name + (f", {lost} run(s) non-finite" if lost else ""))
+                    dashes = _DASHES[j % len(_DASHES)]
+                    if dashes[0] is not None:
+                        line.set_dashes(dashes)
+                    handles.setdefault(line.get_label(), line)
+                for label, g in m[m.kind == "shocked"].groupby("shock", sort=True):
+                    lost = int(g.lost.iloc[0])
+                    text = literal(label) + (f" ({lost} run(s) non-finite)" if lost else "")
+                    line, = ax.plot(g.rel_step, g.value, color=colour[label], linewidth=1,
+                                    label=text)
+                    after = g[g.after_shock]
+                    ax.plot(after.rel_step, after.value, "o", color=colour[label], markersize=4)
+                    handles.setdefault(text, line)
+                ax.axvline(0, color="grey", linestyle=":", linewidth=1)
+                ax.set_yscale("log")
+                ax.set_title(literal(model), fontsize=9)
+                ax.grid(alpha=0.3, which="both")
+                ax.tick_params(labelsize=7)
+            for ax in axes.flat[len(shown):]:
+                ax.set_visible(False)
+            for ax in axes[-1]:
+                ax.set_xlabel("steps after the shock", fontsize=8)
+            for ax in axes[:, 0]:
+                ax.set_ylabel("validation loss (log)", fontsize=8)
+            more = f" (first {len(shown)} of {len(models)} models)" if len(models) > len(shown) \
+                else ""
+            fig.suptitle(literal(f"{dataset}: validation loss around the shock, median over "
+                                 f"seeds; dot: just after the noise{more}"), fontsize=9)
+            fig.legend(list(handles.values()), list(handles.keys()), loc="lower center",
+                       ncol=min(4, len(handles)), fontsize=7, frameon=False)
+            # room at the bottom for the legend, one line per four entries
+            fig.tight_layout(rect=(0, 0.04 + 0.035 * math.ceil(len(handles) / 4), 1, 1))
+            _save(fig, path)
+        finally:
+            plt.close(fig)
+    return path
+
+
+def _natural_order(values) -> list:
+    """Field values (text) in numeric order when all parse as numbers ("0.001" < "0.01" <
+    "0.1"), else alphabetically."""
+    values = list(values)
+    numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+    if numbers.notna().all():
+        return [v for _, v in sorted(zip(numbers, values))]
+    return sorted(values, key=str)
+
+
+#: a field a run does not set (e.g. a KAN field on an MLP) shows as this value
+UNSET = "(unset)"
+
+
+def heatmap_cells(runs: pd.DataFrame, dataset: str, fields: list[str]) -> pd.DataFrame:
+    """One row per model and combination of ``fields`` values that has runs on ``dataset``:
+    ``model``, the fields (text; missing as ``UNSET``), ``mean`` (mean test metric over the
+    cell's ok runs with a finite one; NaN when none), ``ok`` (those runs), ``diverged`` and
+    ``n`` (all runs of the cell)."""
+    r = runs[runs.dataset == dataset]
+    columns = ["model", *fields, "mean", "ok", "diverged", "n"]
+    if r.empty or any(f not in r for f in fields):
+        return pd.DataFrame(columns=columns)
+    values = {f: r[f].map(lambda v: UNSET if pd.isna(v) else str(v)) for f in fields}
+    metric = pd.to_numeric(r.test_metric, errors="coerce").astype(float)
+    good = (r.status == "ok") & np.isfinite(metric)
+    frame = pd.DataFrame({"model": r.model, **values,
+                          "_metric": metric.where(good), "_ok": good,
+                          "_div": r.status == "diverged"})
+    out = (frame.groupby(["model", *fields], sort=False)
+           .agg(mean=("_metric", "mean"), ok=("_ok", "sum"), diverged=("_div", "sum"),
+                n=("_ok", "size")).reset_index())
+    return out.astype({"ok": int, "diverged": int, "n": int})[columns]
+
+
+def heatmap_colours(metric: str):
+    """The heat maps' colour map over a normalised metric (0: smallest value, 1: largest):
+    greens that darken towards the better end, larger for accuracy, smaller for RMSE; cells
+    without a value are grey."""
+    from bench.records.metrics import higher_is_better
+
+    return plt.get_cmap("Greens" if higher_is_better(metric) else "Greens_r").with_extremes(
+        bad="lightgrey")
+
+
+def scheme_heatmap(runs: pd.DataFrame, dataset: str, metric: str, fields: list[str],
+                   path: Path) -> Path | None:
+    """Mean test metric over training settings on ``dataset``: per model, a heat map with
+    rows = values of ``fields[0]`` and columns = values of ``fields[1]``; with a third field,
+    one such map per value of ``fields[2]`` (a row of panels per model). Each cell is the mean
+    over the cell's ok runs (3 significant digits), with "d/n diverged" below it when any run
+    diverged; a cell without an ok run is grey and gives the diverged count (no run at all:
+    "no run"). Darker green is better (higher accuracy, lower RMSE); one colour scale per
+    model, shared by its panels. Returns None (and writes nothing) with fewer than 2 or more
+    than 3 fields (a fourth would be averaged over unseen), a field missing from ``runs``, or
+    no run of the dataset."""
+    from matplotlib.colors import Normalize
+
+    from bench.records.metrics import higher_is_better
+
+    if not 2 <= len(fields) <= 3:
+        return None
+    fields = list(fields)
+    cells = heatmap_cells(runs, dataset, fields)
+    if cells.empty:
+        return None
+    row_values, col_values = (_natural_order(cells[f].unique()) for f in fields[:2])
+    facets = _natural_order(cells[fields[2]].unique()) if len(fields) == 3 else [None]
+    models = list(pd.unique(cells.model))
+    cmap = heatmap_colours(metric)
+    # panels: one row per model with a third field; otherwise the models wrap, 3 across
+    if len(fields) == 3:
+        panels = [(i, j, m, f) for i, m in enumerate(models) for j, f in enumerate(facets)]
+        rows, cols = len(models), len(facets)
+    else:
+        rows, cols = _grid(len(models), 3)
+        panels = [(k // cols, k % cols, m, None) for k, m in enumerate(models)]
+    cell_w, cell_h = 0.55 + 0.04 * max(len(str(v)) for v in col_values), 0.42
+    width = cols * (len(col_values) * cell_w + 1.6) + 0.5
+    height = rows * (len(row_values) * cell_h + 1.0) + 0.6
+    with plt.rc_context({"text.usetex": False}):
+        fig, axes = plt.subplots(rows, cols, figsize=(width, height), dpi=110, squeeze=False,
+                                 layout="constrained")
+        try:
+            used = set()
+            for model in models:
+                c = cells[cells.model == model]
+                finite = c["mean"].dropna()
+                low, high = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
+                if high <= low:  # one value: a small span around it, not a degenerate scale
+                    pad = 0.05 * max(abs(low), 1e-3)
+                    low, high = low - pad, high + pad
+                norm = Normalize(low, high)
+                model_axes = []
+                for i, j, m, facet in panels:
+                    if m != model:
+                        continue
+                    ax = axes[i, j]
+                    used.add((i, j))
+                    model_axes.append(ax)
+                    cf = c if facet is None else c[c[fields[2]] == facet]
+                    grid = (cf.set_index(fields[:2])
+                            .reindex(pd.MultiIndex.from_product([row_values, col_values])))
+                    means = grid["mean"].to_numpy(float).reshape(len(row_values),
+                                                                 len(col_values))
+                    image = ax.imshow(np.ma.masked_invalid(means), cmap=cmap, norm=norm,
+                                      aspect="auto")
+                    for (y, x), (_, cell) in zip(np.ndindex(means.shape), grid.iterrows()):
+                        n = 0 if pd.isna(cell.n) else int(cell.n)
+                        d = 0 if pd.isna(cell.diverged) else int(cell.diverged)
+                        if n == 0:
+                            text, dark = "no run", False
+                        elif math.isnan(means[y, x]):
+                            text, dark = f"no ok run\n{d}/{n} diverged", False
+                        else:
+                            text = f"{means[y, x]:.3g}" + (f"\n{d}/{n} diverged" if d else "")
+                            # white text on the darker half of the colour map
+                            shade = norm(means[y, x])
+                            dark = (shade > 0.55) if higher_is_better(metric) else (shade < 0.45)
+                        ax.text(x, y, text, ha="center", va="center", fontsize=6.5,
+                                color="white" if dark else "black")
+                    ax.set_xticks(range(len(col_values)),
+                                  [literal(v) for v in col_values], fontsize=7)
+                    ax.set_yticks(range(len(row_values)),
+                                  [literal(v) for v in row_values], fontsize=7)
+                    ax.set_xlabel(literal(fields[1]), fontsize=7)
+                    ax.set_ylabel(literal(fields[0]), fontsize=7)
+                    title = model if facet is None else f"{model}, {fields[2]} = {facet}"
+                    ax.set_title(literal(title), fontsize=8)
+                bar = fig.colorbar(image, ax=model_axes, shrink=0.9)
+                bar.set_label(literal(f"test {metric}"), fontsize=7)
+                bar.ax.tick_params(labelsize=6)
+            for i, j in np.ndindex(axes.shape):
+                if (i, j) not in used:
+                    axes[i, j].set_visible(False)
+            fig.suptitle(literal(f"{dataset}: mean test {metric} of the ok runs "
+                                 f"(darker green is better; grey: no ok run)"), fontsize=9)
+            _save(fig, path)
+        finally:
+            plt.close(fig)
+    return path
+
+
+def gap_points(table: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
+    """The bars of :func:`gap_per_model`: ``label`` (model, with ``[scheme]`` when the dataset
+    has several schemes), ``selected`` / ``selected_std`` (gap at the selected epoch) and
+    ``last`` / ``last_std`` (gap at the last epoch; NaN when the table lacks it), in
+    percentage points for accuracy (gaps are fractions: x 100) and in target units otherwise.
+    Rows with neither gap are left out."""
+    from bench.records.metrics import higher_is_better
+
+    t = table[table.dataset == dataset] if "dataset" in table else table.iloc[:0]
+    scale = 100.0 if higher_is_better(metric) else 1.0
+
+    def col(name):
+        if name not in t:
+            return pd.Series(np.nan, index=t.index)
+        return pd.to_numeric(t[name], errors="coerce").astype(float) * scale
+
+    several = t.scheme.nunique() > 1 if "scheme" in t else False
+    labels = [f"{m} [{s}]" if several else str(m)
+              for m, s in zip(t.model, t.scheme if "scheme" in t else t.model)]
+    out = pd.DataFrame({"label": labels, "selected": col("gap_mean"),
+                        "selected_std": col("gap_std"), "last": col("gap_last_mean"),
+                        "last_std": col("gap_last_std")}, index=t.index)
+    return out[out.selected.notna() | out["last"].notna()].reset_index(drop=True)
+
+
+def gap_per_model(table: pd.DataFrame, dataset: str, metric: str, path: Path) -> Path | None:
+    """Overfitting gap (train minus test for accuracy, test minus train for RMSE: positive
+    means overfitting) per model (and scheme when there are several) on ``dataset``: grouped
+    bars, the gap at the selected epoch and, when the table has it, at the last epoch, mean
+    over seeds with std error bars, and a line at 0. In percentage points for accuracy, in
+    target units otherwise. Returns None (and writes nothing) when no row has a gap."""
+    from bench.records.metrics import higher_is_better
+
+    points = gap_points(table, dataset, metric)
+    if points.empty:
+        return None
+    bars = [("selected", "at the selected epoch")]
+    if points["last"].notna().any():
+        bars.append(("last", "at the last epoch"))
+    x = np.arange(len(points))
+    width = 0.8 / len(bars)
+    unit = "percentage points" if higher_is_better(metric) else "target units"
+    with plt.rc_context({"text.usetex": False}):
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(points) + 2.0), 3.8), dpi=110)
+        try:
+            for k, (column, label) in enumerate(bars):
+                # a missing gap draws no bar (a zero bar would read as no overfitting)
+                have = points[column].notna().to_numpy()
+                ax.bar((x + (k - (len(bars) - 1) / 2) * width)[have], points[column][have],
+                       width, yerr=points[f"{column}_std"][have].fillna(0.0), capsize=3,
+                       color=f"C{k}", label=label)
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set_xticks(x, [literal(v) for v in points.label], rotation=30, ha="right",
+                          fontsize=7)
+            ax.set_ylabel(f"gap, {unit}\n(positive means overfitting)", fontsize=8)
+            ax.set_title(literal(f"{dataset}: overfitting gap (mean, bars: std over seeds)"),
+                         fontsize=9)
+            ax.grid(alpha=0.3, axis="y")
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            _save(fig, path)
         finally:
             plt.close(fig)
     return path

@@ -29,9 +29,10 @@ from bench.errors import StoreError
 from bench.names import file_stem, inside, named_file
 from bench.records.metrics import higher_is_better
 from bench.report.files import atomic_file
-from bench.report.plots import learning_curves, metric_vs_cost
+from bench.report.plots import (gap_per_model, learning_curves, metric_vs_cost,
+                                scheme_heatmap, shock_recovery)
 from bench.report.sources import MergedStores
-from bench.report.schemes import divergence_rates, scheme_sensitivity
+from bench.report.schemes import divergence_rates, scheme_fields, scheme_sensitivity
 from bench.report.statistics import KAN_VS_MLP, describe_method, paired_comparisons
 from bench.report.tables import numeric_values, summarise
 from bench.shocks import intervention_columns, resilience_table
@@ -147,15 +148,34 @@ def _schemes_section(runs: pd.DataFrame) -> dict[str, Any]:
     return {"datasets": datasets}
 
 
-def _shock_section(store: Store, shocked: pd.DataFrame) -> dict[str, Any]:
+def _shock_section(store: Store, shocked: pd.DataFrame, asset_dir: Path) -> dict[str, Any]:
     """Per dataset, model and shock setting: the resilience of the shocked runs against their
-    controls (bench/shocks.py, bench/resilience.py), over seeds."""
+    controls (bench/shocks.py, bench/resilience.py), over seeds, and a figure of the shocked
+    and control losses around the shock."""
     table = resilience_table(store)
     settings = intervention_columns(shocked.config_json)
-    runs = pd.concat([shocked[["run_key", "dataset", "model", "metric"]], settings], axis=1)
+    columns = ["run_key", "dataset", "model", "metric"] + (
+        ["shock_step"] if "shock_step" in shocked else [])
+    runs = pd.concat([shocked[columns], settings], axis=1)
     runs = runs.merge(table, how="left", on="run_key")
+    runs["shock"] = [f"sigma={float(sigma):g} {scale} at {float(at):g}"
+                     + ("" if target == "coefficients" else ", all tensors")
+                     for sigma, scale, at, target in zip(runs.shock_sigma, runs.shock_scale,
+                                                         runs.shock_at, runs.shock_target)]
+    series = store.series()
+    series = series[series.name.isin(("val_loss", "after_shock_val_loss"))]
+    pairs = runs.dropna(subset=["shock_control_key"]) if "shock_control_key" in runs else \
+        runs.iloc[:0]
+    if "shock_step" in pairs:
+        pairs = pairs.assign(control_key=pairs.shock_control_key,
+                             shock_step=pd.to_numeric(pairs.shock_step, errors="coerce"))
+        pairs = pairs.dropna(subset=["shock_step"]).astype({"shock_step": int})
     datasets = []
     for dataset, d in runs.groupby("dataset", sort=False):
+        figure = None
+        if "shock_step" in pairs and not pairs.empty:
+            figure = shock_recovery(series, pairs, dataset, named_file(
+                asset_dir, f"{dataset}-shock", ".png", "dataset label", unique=True))
         metric = d.metric.dropna().iloc[0] if d.metric.notna().any() else "accuracy"
         rows = []
         for (model, sigma, scale, at, target), g in d.groupby(
@@ -177,7 +197,7 @@ def _shock_section(store: Store, shocked: pd.DataFrame) -> dict[str, Any]:
                 "test_delta": _metric_difference(metric, column("shock_test_delta").mean()),
                 "area": _pm(*_mean_std(column("shock_excess_area")), 3),
             })
-        datasets.append({"name": dataset, "metric": metric, "rows": rows})
+        datasets.append({"name": dataset, "metric": metric, "rows": rows, "plot_path": figure})
     return {"datasets": datasets}
 
 
@@ -255,25 +275,33 @@ def _trained(r: pd.Series) -> str:
 
 
 def _summary(table: pd.DataFrame, contenders: dict, comparisons: pd.DataFrame) -> list[dict]:
-    """Per dataset/scheme: the best KAN by mean validation metric (of those that may win, see
-    :func:`_excluded`) against its best matched MLP by the same rule (bench.report.statistics:
-    matched_mlps), with the paired comparison of the two."""
+    """One line per dataset, so the summary fits one screen whatever the scheme grid: the best
+    KAN by mean validation metric over every scheme (of those that may win, see
+    :func:`_excluded`) against its best matched MLP by the same rule in the same scheme
+    (bench.report.statistics: matched_mlps), with the paired comparison of the two."""
     lines = []
-    for (dataset, scheme), everyone in table.groupby(["dataset", "scheme"], sort=False):
-        g, excluded = contenders.get((dataset, scheme), (everyone.iloc[:0], {}))
+    for dataset, everyone in table.groupby("dataset", sort=False):
         metric = everyone.metric.dropna().iloc[0] if everyone.metric.notna().any() else ""
+        eligible, excluded = [], {}
+        for scheme in everyone.scheme.unique():
+            g, why = contenders.get((dataset, scheme), (everyone.iloc[:0], {}))
+            eligible.append(g)
+            excluded.update({f"{model} [{scheme}]" if everyone.scheme.nunique() > 1 else model:
+                             reason for model, reason in why.items()})
+        g = pd.concat(eligible) if eligible else everyone.iloc[:0]
         line: dict[str, Any] = {
-            "dataset": dataset, "scheme": scheme, "metric": metric, "kan": None, "mlp": None,
+            "dataset": dataset, "scheme": None, "metric": metric, "kan": None, "mlp": None,
             "excluded": ", ".join(f"{model} ({why})" for model, why in excluded.items())}
         lines.append(line)
         kan = _best_by_validation(g[g.family == "kan"])
         if kan is None:
             line["note"] = "no eligible KAN with a finished run"
             continue
-        line["kan"] = kan.model
-        mine = comparisons[(comparisons.dataset == dataset) & (comparisons.scheme == scheme)
+        line.update(kan=kan.model, scheme=kan.scheme)
+        mine = comparisons[(comparisons.dataset == dataset) & (comparisons.scheme == kan.scheme)
                            & (comparisons.kind == KAN_VS_MLP) & (comparisons.a == kan.model)]
-        mlp = _best_by_validation(g[g.model.isin(mine.b)])
+        same_scheme = g[g.scheme == kan.scheme]
+        mlp = _best_by_validation(same_scheme[same_scheme.model.isin(mine.b)])
         if mlp is None:
             line["note"] = "no eligible matched MLP with a finished run"
             continue
@@ -393,7 +421,8 @@ def build_context(store: Store | MergedStores, out_dir: Path, suite_name: str,
     extra: dict[str, Any] = {}
     shocked = intervention_columns(runs.config_json).shock_sigma.notna()
     if shocked.any():  # shocked runs are compared with their controls, not ranked with them
-        extra["shock_section"] = _shock_section(store, runs[shocked])
+        extra["shock_section"] = _shock_section(
+            store, runs[shocked], inside(out_dir, file_stem(suite_name, "suite name") + "_files"))
         runs = runs[~shocked].reset_index(drop=True)
     value_names = numeric_values(runs, store.value_names())
     table = summarise(runs, value_names)
@@ -403,6 +432,10 @@ def build_context(store: Store | MergedStores, out_dir: Path, suite_name: str,
     asset_dir = inside(out_dir, file_stem(suite_name, "suite name") + "_files")
     contenders = _contenders(table)
     comparisons = paired_comparisons(runs)
+    # the training fields that differ between the runs' schemes (a scheme grid's axes)
+    fields = scheme_fields(runs) if runs.scheme.nunique() > 1 else None
+    if fields is not None:
+        fields = fields.drop(columns=[c for c in fields.columns if c in runs.columns])
 
     datasets = []
     for dataset, g in table.groupby("dataset", sort=False):
@@ -418,7 +451,19 @@ def build_context(store: Store | MergedStores, out_dir: Path, suite_name: str,
             figure = metric_vs_cost(table, dataset, metric, cost, label, named_file(
                 asset_dir, f"{dataset}-{cost}", ".png", "dataset label", unique=True))
             if figure is not None:
-                cost_plots.append({"path": figure, "label": label})
+                cost_plots.append({"path": figure, "label": f"test {metric} against {label}"})
+        figure = gap_per_model(table, dataset, metric, named_file(
+            asset_dir, f"{dataset}-gap", ".png", "dataset label", unique=True))
+        if figure is not None:
+            cost_plots.append({"path": figure, "label": "the overfitting gap per model"})
+        if fields is not None and 2 <= len(fields.columns) <= 3:
+            figure = scheme_heatmap(pd.concat([runs, fields], axis=1), dataset, metric,
+                                    list(fields.columns), named_file(
+                                        asset_dir, f"{dataset}-schemes", ".png",
+                                        "dataset label", unique=True))
+            if figure is not None:
+                cost_plots.append({"path": figure, "label": "test " + metric + " over the "
+                                   "scheme grid (" + ", ".join(fields.columns) + ")"})
         rows = []
         value_rows = []
         schemes = g.scheme.unique()
@@ -561,5 +606,7 @@ def write_report(store_path: str | Path | list[str | Path], out_dir: str | Path 
                 d["plot"] = _image(d["plot_path"], inline=inline, out_dir=out)
                 for c in d["cost_plots"]:
                     c["src"] = _image(c["path"], inline=inline, out_dir=out)
+            for d in ctx.get("shock_section", {}).get("datasets", []):
+                d["plot"] = _image(d["plot_path"], inline=inline, out_dir=out)
             file.writelines(env.get_template(template).generate(**ctx))
     return md_path, html_path
