@@ -190,7 +190,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         description = suite.description
         name = name or suite.name or Path(args.suite).stem
     md, html = write_report(args.store, args.out_dir, name, run_keys=run_keys,
-                            description=description)
+                            description=description, speed=args.speed)
     print(f"reports: {md} {html}")
     return 0
 
@@ -337,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write Markdown and HTML reports from a store")
     rep.add_argument("store", nargs="+", help="one store, or several merged into one report "
                                               "(a run stored twice is shown once: its latest)")
+    rep.add_argument("--speed", nargs="+", metavar="BENCHMARK.json",
+                     help="pytest-benchmark JSON files (tests/benchmarks): a Speed section with "
+                          "each implementation's time as a ratio to the matched MLP")
     rep.add_argument("--out-dir", default="reports")
     rep.add_argument("--suite", help="suite YAML file: report only the runs of its current "
                                      "plan (default: every run in the store, said so)")

@@ -32,3 +32,21 @@ def schema2_store(path: Path) -> Path:
     finally:
         db.close()
     return path
+
+
+def one_run_store(path: Path) -> Path:
+    """A store at ``path`` with one finished run, for report tests that need some store."""
+    from adapters.spec import ModelSpec
+    from bench.records import RunResult, RunSpec, SplitSpec, TrainingSpec
+    from bench.store import Store
+
+    spec = RunSpec(
+        suite="one", dataset="iris", dataset_label="iris", dataset_options={}, split=SplitSpec(),
+        model="mlp", adapter="mlp", family="mlp", arch=ModelSpec(hidden=(4,)), params=50,
+        budget=None, scheme="default", training=TrainingSpec(epochs=1), seed=0, device="cpu")
+    with Store(path) as store:
+        store.save(spec, RunResult(status="ok", metric="accuracy", params=50, test_metric=0.9,
+                                   val_metric=0.9, train_metric=0.9, gap=0.0, best_epoch=1,
+                                   epochs=1, steps=1, train_time_s=1.0, throughput=10.0),
+                   env={})
+    return path

@@ -161,3 +161,22 @@ def test_cli_takes_several_files(tmp_path, capsys):
     runs = [_run(tmp_path, f"r{i}.json", 0.020, 0.028, 0.060) for i in (1, 2)]
     assert main(["speed-report", *map(str, runs), "--out-dir", str(tmp_path / "out")]) == 0
     assert "Across 2 runs" in (tmp_path / "out" / "speed_report.md").read_text()
+
+
+def test_a_suite_report_takes_speed_files(bench_json, tmp_path):
+    """`report STORE --speed FILE`: a Speed section with the ratios and a decodable figure."""
+    import matplotlib.image as mpimg
+
+    from bench.cli import main
+    from helpers import one_run_store
+
+    store = one_run_store(tmp_path / "s.sqlite")
+    out = tmp_path / "r"
+    assert main(["report", str(store), "--out-dir", str(out), "--speed", str(bench_json)]) == 0
+    md = next(out.glob("*.md")).read_text()
+    section = md[md.index("## Speed"):]
+    assert "native 1.50x, inkan 2.00x, efficient_kan 6.00x" in section
+    assert "0.75x inkan" in section  # native against the fastest other KAN
+    figures = sorted(out.glob("*_files/speed-0-*.png"))
+    assert [f.stem.split("-")[2].split("_")[0] for f in figures] == ["forward", "train"]
+    assert all(mpimg.imread(f).ndim == 3 for f in figures)

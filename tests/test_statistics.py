@@ -354,6 +354,9 @@ def test_the_report_shows_summary_and_paired_comparisons_escaped(report_store, t
     kan_md, mlp_md = md_escape(KAN), md_escape(MLP)
     assert f"| {md_escape('iris' + HOSTILE)} | {kan_md} | {mlp_md} |" in md_summary
     assert f"| {kan_md} better |" in md_summary
+    # the plain sentence under the table names the winner and the interval
+    assert f"- On {md_escape('iris' + HOSTILE)}, {kan_md} is better: {kan_md} minus {mlp_md} is" \
+        in md_summary
     assert f"| {kan_md} | {mlp_md} | budget reference | 7 |" in md_paired
     assert f"| {kan_md} | kan_b | every KAN pair | 8 |" in md_paired
     assert "Holm" in md_paired and "3 comparisons" in md_paired and "BCa" in md_paired

@@ -480,3 +480,41 @@ def gap_per_model(table: pd.DataFrame, dataset: str, metric: str, path: Path) ->
         finally:
             plt.close(fig)
     return path
+
+
+def speed_ratios(groups: list, kind: str, path: Path) -> Path | None:
+    """Median time of each implementation as a ratio to the parameter-matched MLP of the same
+    configuration (``bench.speed.report.Group`` s of one benchmark run; ``kind``: forward,
+    backward or train_step), one row of bars per configuration, log axis, a line at 1 (as fast
+    as the MLP). Returns None when no configuration of that kind has an MLP to compare with."""
+    rows = [g for g in groups if g.kind == kind and any(e.ratio for e in g.entries)]
+    if not rows:
+        return None
+    impls = list(dict.fromkeys(e.impl for g in rows for e in g.entries if e.impl != "mlp"))
+    with plt.rc_context({"text.usetex": False}):
+        fig, ax = plt.subplots(figsize=(6.8, 0.45 * len(rows) * max(1, len(impls)) ** 0.5 + 1.6),
+                               dpi=110)
+        try:
+            height = 0.8 / max(1, len(impls))
+            for j, impl in enumerate(impls):
+                ys, xs = [], []
+                for i, g in enumerate(rows):
+                    e = next((e for e in g.entries if e.impl == impl and e.ratio), None)
+                    if e is not None:
+                        ys.append(i + (j - (len(impls) - 1) / 2) * height)
+                        xs.append(e.ratio)
+                ax.barh(ys, xs, height=height, color=f"C{j % 10}", label=literal(impl))
+            ax.axvline(1.0, color="black", linewidth=1)
+            ax.set_xscale("log")
+            ax.set_yticks(range(len(rows)), [literal(g.config) for g in rows], fontsize=7)
+            ax.invert_yaxis()
+            ax.set_xlabel("median time / matched MLP's (log scale; 1: as fast as the MLP)")
+            ax.set_title(f"{kind.replace('_', ' ')}: time relative to the matched MLP",
+                         fontsize=9)
+            ax.grid(alpha=0.3, axis="x", which="both")
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            write_atomic(path, lambda f: fig.savefig(f, format="png"), mode="wb")
+        finally:
+            plt.close(fig)
+    return path

@@ -30,7 +30,7 @@ from bench.names import file_stem, inside, named_file
 from bench.records.metrics import higher_is_better
 from bench.report.files import atomic_file
 from bench.report.plots import (gap_per_model, learning_curves, metric_vs_cost,
-                                scheme_heatmap, shock_recovery)
+                                scheme_heatmap, shock_recovery, speed_ratios)
 from bench.report.sources import MergedStores
 from bench.report.schemes import divergence_rates, scheme_fields, scheme_sensitivity
 from bench.report.statistics import KAN_VS_MLP, describe_method, paired_comparisons
@@ -309,12 +309,31 @@ def _summary(table: pd.DataFrame, contenders: dict, comparisons: pd.DataFrame) -
         line.update(
             mlp=mlp.model, match=c.match, n=int(c.n), diff=_signed(metric, c.mean_diff),
             ci=_ci(metric, c.ci_low, c.ci_high), verdict=c.verdict, p_holm=_p(c.p_holm),
+            meaning=_meaning(dataset, kan.model, mlp.model, metric, c),
             diverged=f"{_trained(kan)}, {_trained(mlp)}",
             # per-sample training time (inverse throughput): early stopping makes total
             # times depend on how many epochs each model ran
             time_ratio=_fmt(mlp.throughput_mean / kan.throughput_mean, 3) + "x"
             if kan.throughput_mean > 0 and mlp.throughput_mean > 0 else "-")
     return lines
+
+
+def _meaning(dataset: str, kan: str, mlp: str, metric: str, c: pd.Series) -> str:
+    """One plain sentence on what a summary line says, and what it cannot say."""
+    diff, ci = _signed(metric, c.mean_diff), _ci(metric, c.ci_low, c.ci_high)
+    if c.n == 0:
+        return f"On {dataset}, {kan} and {mlp} share no finished seed: nothing can be said."
+    if c.verdict.startswith("too few"):
+        return (f"On {dataset}, {kan} against the matched {mlp}: {diff} (positive: the KAN is "
+                f"better; 95% CI {ci}), but {c.n} paired seeds are too few for the test to "
+                f"decide: run 6 or more.")
+    if c.verdict == "no detectable difference":
+        return (f"On {dataset}, the paired test finds no difference between {kan} and the matched "
+                f"{mlp} at the 5% level after Holm's correction (mean {diff}, 95% CI {ci}, "
+                f"{c.n} seeds); that is not evidence that they are equal.")
+    winner = c.verdict.removesuffix(" better")
+    return (f"On {dataset}, {winner} is better: {kan} minus {mlp} is {diff} (95% CI {ci}) over "
+            f"{c.n} paired seeds, at the 5% level after Holm's correction.")
 
 
 def _paired_section(comparisons: pd.DataFrame, order: list[str]) -> dict[str, Any]:
@@ -576,9 +595,37 @@ def _environment_for(markdown: bool) -> jinja2.Environment:
     )
 
 
+def _speed_section(paths: list[str | Path], asset_dir: Path) -> dict[str, Any]:
+    """Speed ratios to the matched MLP from pytest-benchmark JSON files (tests/benchmarks):
+    per file, a figure per kind of measurement and the native kernel against the fastest
+    other KAN (bench.speed.report)."""
+    from bench.speed.report import load_groups
+
+    runs = []
+    for i, json_path in enumerate(paths):
+        groups, machine = load_groups(json_path)
+        figures = []
+        for kind in ("forward", "backward", "train_step"):
+            figure = speed_ratios(groups, kind, named_file(
+                asset_dir, f"speed-{i}-{kind}", ".png", "speed file", unique=True))
+            if figure is not None:
+                figures.append({"path": figure, "kind": kind.replace("_", " ")})
+        rows = [{"kind": g.kind.replace("_", " "), "config": g.config,
+                 "ratios": ", ".join(f"{e.impl} {e.ratio:.2f}x" for e in g.entries
+                                     if e.ratio and e.impl != "mlp"),
+                 "native_vs_best": "-" if g.native_vs_best is None else
+                 f"{g.native_vs_best:.2f}x {g.best_other}",
+                 "disturbed": ", ".join(g.disturbed)} for g in groups]
+        runs.append({"source": str(json_path), "machine": machine.get("cpu", {}).get(
+            "brand_raw", "") if isinstance(machine.get("cpu"), dict) else "",
+            "figures": figures, "rows": rows})
+    return {"runs": runs}
+
+
 def write_report(store_path: str | Path | list[str | Path], out_dir: str | Path = "reports",
                  suite_name: str | None = None, *, run_keys: list[str] | None = None,
-                 description: str | None = None) -> tuple[Path, Path]:
+                 description: str | None = None,
+                 speed: list[str | Path] | None = None) -> tuple[Path, Path]:
     """Write the Markdown and HTML reports for a store, or several merged into one report
     (:class:`bench.report.sources.MergedStores`: a run in several stores is shown once), of
     the runs in ``run_keys`` or every run; returns their paths. Each file is replaced whole: a
@@ -593,6 +640,9 @@ def write_report(store_path: str | Path | list[str | Path], out_dir: str | Path 
         suites = list(dict.fromkeys(runs.suite.dropna())) if not runs.empty else []
         name = suite_name or ("+".join(suites) if suites else Path(paths[0]).stem)
         ctx = build_context(store, out, name, run_keys, description)
+    if speed:
+        ctx["speed_section"] = _speed_section(
+            speed, inside(out, file_stem(name, "suite name") + "_files"))
     stem = file_stem(name, "suite name")
     md_path, html_path = inside(out, f"{stem}.md"), inside(out, f"{stem}.html")
     markdown, html = _environment_for(True), _environment_for(False)
@@ -608,5 +658,8 @@ def write_report(store_path: str | Path | list[str | Path], out_dir: str | Path 
                     c["src"] = _image(c["path"], inline=inline, out_dir=out)
             for d in ctx.get("shock_section", {}).get("datasets", []):
                 d["plot"] = _image(d["plot_path"], inline=inline, out_dir=out)
+            for run in ctx.get("speed_section", {}).get("runs", []):
+                for f in run["figures"]:
+                    f["src"] = _image(f["path"], inline=inline, out_dir=out)
             file.writelines(env.get_template(template).generate(**ctx))
     return md_path, html_path
