@@ -84,8 +84,9 @@ def pareto_front(cost: pd.Series, score: pd.Series, higher_is_better: bool) -> p
 def metric_vs_cost(table: pd.DataFrame, dataset: str, metric: str, cost: str, label: str,
                    path: Path) -> Path | None:
     """Mean test metric (error bars: std over seeds) against a cost (``cost``: a column of the
-    summary table, e.g. ``params``, ``flops_impl_mean``, ``train_time_s_mean``) on a log axis,
-    one point per model (and scheme), KANs as circles, MLPs as squares, and the Pareto front
+    summary table, e.g. ``params``, ``flops_impl_mean``, ``train_time_s_mean``; a log axis where
+    the costs span a decade or more), one point per model (and scheme), KANs as circles, MLPs
+    as squares, and the Pareto front
     (the points no cheaper-and-better point dominates) joined by a line. Returns None when
     fewer than two points have both numbers."""
     from bench.records.metrics import higher_is_better
@@ -114,8 +115,12 @@ def metric_vs_cost(table: pd.DataFrame, dataset: str, metric: str, cost: str, la
             order = x[on].sort_values().index
             ax.plot(x[order], y[order], color="black", linewidth=1, linestyle="--",
                     label="Pareto front", zorder=0)
-            ax.set_xscale("log")
-            ax.set_xlabel(label + " (log scale)")
+            # a log axis where the costs span a decade or more; within one (models matched to
+            # the same budget) its ticks would crowd into unreadable labels
+            log = x.max() >= 10 * x.min()
+            if log:
+                ax.set_xscale("log")
+            ax.set_xlabel(label + (" (log scale)" if log else ""))
             ax.set_ylabel(f"test {metric} ({'higher' if metric == 'accuracy' else 'lower'} "
                           f"is better)")
             ax.set_title(literal(f"{dataset}: test {metric} against {label} "

@@ -515,6 +515,7 @@ def build_context(store: Store | MergedStores, out_dir: Path, suite_name: str,
                 "arch": r.arch, "params": f"{r.params:,}" if r.params else "-",
                 "budget": _budget_cell(r),
                 "test": _metric_pm(metric, r.test_metric_mean, r.test_metric_std),
+                "test_ci": _interval(metric, r.test_metric_ci_low, r.test_metric_ci_high),
                 "gap": _metric_pm(metric, r.gap_mean, r.gap_std),
                 "gap_last": _metric_pm(metric, r.get("gap_last_mean", math.nan),
                                        r.get("gap_last_std", math.nan)),
@@ -568,6 +569,15 @@ def build_context(store: Store | MergedStores, out_dir: Path, suite_name: str,
         "fmt": _fmt,
         **extra,
     }
+
+
+def _interval(metric: str, low: float, high: float) -> str:
+    """A confidence interval in the metric's units (percent for accuracy)."""
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return "-"
+    if metric == "accuracy":
+        return f"{100 * low:.2f}% to {100 * high:.2f}%"
+    return f"{_fmt(low)} to {_fmt(high)}"
 
 
 def _count(value: Any) -> str:

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from bench.machine import MARGIN
 from bench.records.metrics import higher_is_better
@@ -59,6 +60,15 @@ def busy_machine(runs: pd.DataFrame) -> pd.Series:
     return (others + threads > cores + MARGIN).fillna(False).astype(bool)
 
 
+def _t_interval(values: pd.Series, confidence: float = 0.95) -> tuple[float, float]:
+    """Student's t confidence interval of the mean (NaN with fewer than 2 finite values)."""
+    v = values[np.isfinite(values)]
+    if len(v) < 2:
+        return math.nan, math.nan
+    half = stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+    return float(v.mean() - half), float(v.mean() + half)
+
+
 def summarise(runs: pd.DataFrame, value_names: list[str] = ()) -> pd.DataFrame:
     """Aggregate runs over seeds. Metrics average only the runs that finished ``ok``; the
     counts of diverged, failed and skipped runs are columns of their own. Each numeric named
@@ -98,6 +108,9 @@ def summarise(runs: pd.DataFrame, value_names: list[str] = ()) -> pd.DataFrame:
         }
         for col in AGGREGATED:
             row[f"{col}_mean"], row[f"{col}_std"] = _mean_std(ok[col])
+        # 95% confidence interval of the mean test metric over seeds (Student's t)
+        tests = pd.to_numeric(ok.test_metric, errors="coerce").dropna().astype(float)
+        row["test_metric_ci_low"], row["test_metric_ci_high"] = _t_interval(tests)
         # compilation happens once per kernel shape and process: later runs reuse it, so a
         # mean over runs hides the one-off cost; the report gives the largest and the median
         warmup = pd.to_numeric(ok.warmup_time_s, errors="coerce").dropna()
