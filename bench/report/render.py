@@ -34,7 +34,7 @@ from bench.report.plots import (gap_per_model, learning_curves, metric_vs_cost,
 from bench.report.sources import MergedStores
 from bench.report.schemes import divergence_rates, scheme_fields, scheme_sensitivity
 from bench.report.statistics import KAN_VS_MLP, describe_method, paired_comparisons
-from bench.report.tables import numeric_values, summarise
+from bench.report.tables import EFFICIENCY_COSTS, efficiency, numeric_values, summarise
 from bench.shocks import intervention_columns, resilience_table
 from bench.store import Store
 
@@ -451,6 +451,7 @@ def build_context(store: Store | MergedStores, out_dir: Path, suite_name: str,
     asset_dir = inside(out_dir, file_stem(suite_name, "suite name") + "_files")
     contenders = _contenders(table)
     comparisons = paired_comparisons(runs)
+    efficiency_table = efficiency(table)
     # the training fields that differ between the runs' schemes (a scheme grid's axes)
     fields = scheme_fields(runs) if runs.scheme.nunique() > 1 else None
     if fields is not None:
@@ -533,8 +534,16 @@ def build_context(store: Store | MergedStores, out_dir: Path, suite_name: str,
                 value_rows.append({"model": r.model, "scheme": r.scheme, "cells": [
                     _pm(r[f"{n}_mean"], r[f"{n}_std"], 4) if r[f"{n}_n"] else "-"
                     for n in shown_values]})
+        shortfalls = efficiency_table[efficiency_table.dataset == dataset]
+        costs = [(c, label) for c, label in EFFICIENCY_COSTS
+                 if f"shortfall_{c}" in shortfalls and shortfalls[f"shortfall_{c}"].notna().any()]
+        efficiency_rows = [{
+            "model": r.model, "scheme": r.scheme,
+            "cells": [_efficiency_cell(metric, getattr(r, f"shortfall_{c}")) for c, _ in costs]}
+            for r in shortfalls.itertuples()]
         datasets.append({
             "name": dataset, "metric": metric,
+            "efficiency_costs": [label for _, label in costs], "efficiency_rows": efficiency_rows,
             "direction": "higher is better" if higher_is_better(metric) else "lower is better",
             "info": data_info, "rows": rows, "plot_path": plot, "show_scheme": len(schemes) > 1,
             "cost_plots": cost_plots,
@@ -569,6 +578,16 @@ def build_context(store: Store | MergedStores, out_dir: Path, suite_name: str,
         "fmt": _fmt,
         **extra,
     }
+
+
+def _efficiency_cell(metric: str, shortfall: float) -> str:
+    """How much worse than the best model costing no more (0: none of them does better)."""
+    if shortfall is None or math.isnan(shortfall):
+        return "-"
+    if shortfall == 0:
+        return "0"
+    return (f"{100 * shortfall:.2f} pp worse" if metric == "accuracy"
+            else f"{_fmt(shortfall)} worse")
 
 
 def _interval(metric: str, low: float, high: float) -> str:

@@ -138,3 +138,32 @@ def best_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The best model (by mean test metric) of each dataset/scheme with results."""
     have = table[table.ok > 0]
     return have.groupby(["dataset", "scheme"], sort=False).head(1)
+
+
+#: the costs efficiency is judged against: (summary-table column, what it is)
+EFFICIENCY_COSTS = (("params", "parameters"), ("flops_impl_mean", "FLOPs (impl)"),
+                    ("train_time_s_mean", "training time"))
+
+
+def efficiency(table: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and row of the summary table, for each cost in :data:`EFFICIENCY_COSTS`
+    that the table has: the model's ``shortfall_<cost>``, how much worse its mean test metric
+    is than the best mean test metric of any model (of the same dataset, any scheme) costing
+    no more than it (0: no such model does better, as for a point of the Pareto front of
+    metric against that cost; in the metric's units, positive = worse). "KANs are more parameter-efficient" reads as: KANs'
+    shortfall against parameters is 0 and the MLPs' is not."""
+    rows = []
+    for _, g in table.groupby("dataset", sort=False):
+        metric = g.metric.dropna().iloc[0] if g.metric.notna().any() else ""
+        sign = 1.0 if higher_is_better(metric) else -1.0
+        score = sign * pd.to_numeric(g.test_metric_mean, errors="coerce")
+        out = g[["dataset", "scheme", "model", "metric"]].copy()
+        for cost, _ in EFFICIENCY_COSTS:
+            if cost not in g:
+                continue
+            c = pd.to_numeric(g[cost], errors="coerce")
+            out[f"shortfall_{cost}"] = [
+                max(0.0, float(score[c <= c[i]].max() - score[i]))
+                if pd.notna(c[i]) and pd.notna(score[i]) else math.nan for i in g.index]
+        rows.append(out)
+    return pd.concat(rows) if rows else pd.DataFrame()
