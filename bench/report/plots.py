@@ -55,7 +55,15 @@ def learning_curves(curves: pd.DataFrame, dataset: str, metric: str, path: Path)
                 ax.fill_between(mean.index, low, high, color=color, alpha=0.15, linewidth=0)
                 ax.plot(mean.index, mean.train_metric, color=color, linestyle=":", alpha=0.7)
             ax.set_xlabel("epoch")
-            ax.set_ylabel(f"{metric} ({'higher' if metric == 'accuracy' else 'lower'} is better)")
+            values = pd.to_numeric(c.val_metric, errors="coerce")
+            values = values[values > 0]
+            # an RMSE falling by orders of magnitude (grid extension's staircase) needs a log
+            # axis to be seen at all
+            log = metric == "rmse" and len(values) and values.max() > 100 * values.min()
+            if log:
+                ax.set_yscale("log")
+            ax.set_ylabel(f"{metric} ({'higher' if metric == 'accuracy' else 'lower'} is better"
+                          f"{'; log scale' if log else ''})")
             ax.set_title(literal(f"{dataset}: validation (mean, band: min to max over runs) "
                                  f"and train (dotted)"), fontsize=9)
             ax.grid(alpha=0.3)
