@@ -371,3 +371,30 @@ def test_the_report_shows_summary_and_paired_comparisons_escaped(report_store, t
     assert f"<td>{kan_html} better</td>" in html_summary
     assert f"<td>{kan_html}</td><td>{mlp_html}</td><td>budget reference</td>" in html_paired
     assert "<script>" not in html_summary + html_paired
+
+
+def test_no_verdict_where_holm_could_reject_nothing_across_the_report():
+    """Six pairs reach p = 0.03125 at best: enough alone, not across 30 comparisons, where
+    Holm's first step needs p <= 0.05 / 30."""
+    from bench.report.statistics import family_min_pairs, verdict
+
+    assert family_min_pairs(1) == 6 and family_min_pairs(30) == 11
+    rows = []
+    for d in range(30):  # 30 datasets, a KAN clearly better than its MLP on each, 6 seeds
+        for seed in range(6):
+            for model, family, test in (("kan", "kan", 0.9 + 0.001 * seed),
+                                        ("mlp", "mlp", 0.7 + 0.001 * seed)):
+                rows.append({"run_key": f"{d}-{model}-{seed}", "pair_key": f"{d}-{seed}",
+                             "dataset": f"d{d}", "scheme": "s", "model": model,
+                             "family": family, "status": "ok", "metric": "accuracy",
+                             "test_metric": test, "val_metric": test,
+                             "budget_reference": "kan" if model == "mlp" else None,
+                             "params": 100})
+    table = paired_comparisons(pd.DataFrame(rows))
+    assert len(table) == 30 and (table.p_value == 0.03125).all()
+    assert table.verdict.str.startswith("too few paired seeds (n = 6) for a verdict across "
+                                        "the report's 30 comparisons (Holm): at least 11").all()
+    # one such comparison alone is decided
+    one = paired_comparisons(pd.DataFrame([r for r in rows if r["dataset"] == "d0"]))
+    assert one.verdict.tolist() == ["kan better"]
+    assert verdict("a", "b", 6, 0.03125, True) == "a better"

@@ -33,7 +33,8 @@ from bench.report.plots import (gap_per_model, learning_curves, metric_vs_cost,
                                 scheme_heatmap, shock_recovery, speed_ratios)
 from bench.report.sources import MergedStores
 from bench.report.schemes import divergence_rates, scheme_fields, scheme_sensitivity
-from bench.report.statistics import KAN_VS_MLP, describe_method, paired_comparisons
+from bench.report.statistics import (KAN_VS_MLP, describe_method, family_min_pairs,
+                                     paired_comparisons)
 from bench.report.tables import EFFICIENCY_COSTS, efficiency, numeric_values, summarise
 from bench.shocks import intervention_columns, resilience_table
 from bench.store import Store
@@ -280,6 +281,8 @@ def _summary(table: pd.DataFrame, contenders: dict, comparisons: pd.DataFrame) -
     :func:`_excluded`) against its best matched MLP by the same rule in the same scheme
     (bench.report.statistics: matched_mlps), with the paired comparison of the two."""
     lines = []
+    # the seeds a verdict takes across this report's comparisons (Holm's first step)
+    needed = family_min_pairs(int(comparisons.p_value.notna().sum()))
     for dataset, everyone in table.groupby("dataset", sort=False):
         metric = everyone.metric.dropna().iloc[0] if everyone.metric.notna().any() else ""
         eligible, excluded = [], {}
@@ -309,7 +312,7 @@ def _summary(table: pd.DataFrame, contenders: dict, comparisons: pd.DataFrame) -
         line.update(
             mlp=mlp.model, match=c.match, n=int(c.n), diff=_signed(metric, c.mean_diff),
             ci=_ci(metric, c.ci_low, c.ci_high), verdict=c.verdict, p_holm=_p(c.p_holm),
-            meaning=_meaning(dataset, kan.model, mlp.model, metric, c),
+            meaning=_meaning(dataset, kan.model, mlp.model, metric, c, needed),
             diverged=f"{_trained(kan)}, {_trained(mlp)}",
             # per-sample training time (inverse throughput): early stopping makes total
             # times depend on how many epochs each model ran
@@ -318,7 +321,7 @@ def _summary(table: pd.DataFrame, contenders: dict, comparisons: pd.DataFrame) -
     return lines
 
 
-def _meaning(dataset: str, kan: str, mlp: str, metric: str, c: pd.Series) -> str:
+def _meaning(dataset: str, kan: str, mlp: str, metric: str, c: pd.Series, needed: int) -> str:
     """One plain sentence on what a summary line says, and what it cannot say."""
     diff, ci = _signed(metric, c.mean_diff), _ci(metric, c.ci_low, c.ci_high)
     if c.n == 0:
@@ -326,7 +329,7 @@ def _meaning(dataset: str, kan: str, mlp: str, metric: str, c: pd.Series) -> str
     if c.verdict.startswith("too few"):
         return (f"On {dataset}, {kan} against the matched {mlp}: {diff} (positive: the KAN is "
                 f"better; 95% CI {ci}), but {c.n} paired seeds are too few for the test to "
-                f"decide: run 6 or more.")
+                f"decide across this report's comparisons: run {needed} or more.")
     if c.verdict == "no detectable difference":
         return (f"On {dataset}, the paired test finds no difference between {kan} and the matched "
                 f"{mlp} at the 5% level after Holm's correction (mean {diff}, 95% CI {ci}, "

@@ -274,7 +274,24 @@ def paired_comparisons(runs: pd.DataFrame, level: float = LEVEL,
     table["p_holm"] = holm(table.p_value.to_numpy())
     table["verdict"] = [verdict(r.a, r.b, r.n, r.p_holm, f, level)
                         for r, f in zip(table.itertuples(), favours)]
+    # Holm rejects nothing unless some p <= level / m (its first step): when no comparison's
+    # smallest reachable p gets there, none could have been declared, whatever the data, so
+    # "no detectable difference" would be empty: say that the seeds are too few instead
+    tested = int(table.p_value.notna().sum())
+    if tested and not (table.min_p[table.p_value.notna()] <= level / tested).any():
+        needed = family_min_pairs(tested, level)
+        # the comparisons that could have passed alone (the others already say they cannot)
+        alone = (table.n > 0) & (table.min_p <= level)
+        table.loc[alone, "verdict"] = [
+            f"too few paired seeds (n = {n}) for a verdict across the report's {tested} "
+            f"comparisons (Holm): at least {needed} needed" for n in table.n[alone]]
     return table[COLUMNS]
+
+
+def family_min_pairs(comparisons: int, level: float = LEVEL) -> int:
+    """The fewest pairs with which the exact test can reach Holm's first threshold,
+    ``level / comparisons``: ``2 / 2**n <= level / comparisons``."""
+    return next(n for n in itertools.count(1) if min_p(n) <= level / max(1, comparisons))
 
 
 def describe_method(comparisons: pd.DataFrame, level: float = LEVEL,
@@ -283,4 +300,5 @@ def describe_method(comparisons: pd.DataFrame, level: float = LEVEL,
     the level, the confidence, the resamples and the fewest pairs that can reach the level."""
     return {"tested": int(comparisons.p_value.notna().sum()), "level": level,
             "confidence": confidence, "n_resamples": N_RESAMPLES,
-            "min_pairs": next(n for n in itertools.count(1) if min_p(n) <= level)}
+            "min_pairs": next(n for n in itertools.count(1) if min_p(n) <= level),
+            "family_min_pairs": family_min_pairs(int(comparisons.p_value.notna().sum()), level)}
