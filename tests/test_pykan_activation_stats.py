@@ -8,7 +8,6 @@ import copy
 import pytest
 import torch
 
-import adapters
 from adapters.base import AdapterError, ModelSpec
 from helpers import available
 
