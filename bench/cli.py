@@ -8,6 +8,7 @@ model: divergence and unavailable adapters are results, recorded as such).
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import sys
 from pathlib import Path
@@ -82,6 +83,18 @@ class TqdmProgress:
             self.bar.close()
 
 
+def _jobs(args: argparse.Namespace) -> int:
+    """Worker processes for the run: 1 (in this process) unless --executor process."""
+    if args.executor != "process":
+        if args.jobs is not None:
+            raise KanbenchError("--jobs sets the worker processes of --executor process")
+        return 1
+    if args.jobs is not None and args.jobs < 1:
+        raise KanbenchError(f"--jobs must be at least 1, got {args.jobs}")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return args.jobs or cpus or 1
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from bench import suite as suite_mod
     from bench.errors import SuiteError
@@ -95,6 +108,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bench.runner import execute
     from bench.store import Store, default_store_path
 
+    jobs = _jobs(args)
     suite = suite_mod.load(args.suite)
     name = suite.name or Path(args.suite).stem  # as the planner names the runs' suite
     # Everything that could stop the reports is checked before any data is loaded or trained:
@@ -117,7 +131,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if busy:
             print(f"warning: {busy}", file=sys.stderr)
         summary = execute(plan, store, retry_errors=args.retry_errors,
-                          progress=TqdmProgress(quiet=args.quiet))
+                          progress=TqdmProgress(quiet=args.quiet), jobs=jobs)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing new"
     others = f", {summary.elsewhere} by another process" if summary.elsewhere else ""
     redone = (f"; {summary.data_changed} stored on other data were run again"
@@ -326,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--retry-errors", action="store_true", help="redo runs that failed with an error")
     r.add_argument("--no-report", action="store_true", help="do not write reports at the end")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-run lines")
+    r.add_argument("--executor", choices=["local", "process"], default="local",
+                   help="local: every run in this process (default); process: in --jobs local "
+                        "worker processes, each with CPUs / jobs torch threads")
+    r.add_argument("--jobs", type=int, help="worker processes of --executor process "
+                                            "(default: the CPUs this process may use)")
     data_opts(r)
     r.set_defaults(func=_cmd_run)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import ExitStack
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from bench.callbacks import Callback, EpochProgress
 from bench.data_identity import content_hash
 from bench.datasets import cached_dataset, dataset_entry
 from bench.envinfo import environment
+from bench.executors import Finished, WorkerPool
 from bench.records import FINISHED, RunResult, RunSpec, metric_for_task
 from bench.store import Store, reusable
 from bench.train import fit
@@ -85,7 +87,8 @@ def run_one(spec: RunSpec, data_dir: str | Path | None = None,
 
 def execute(plan: Plan, store: Store, *, retry_errors: bool = False,
             progress: Progress | None = None,
-            callbacks: list[Callback] | None = None, poll_s: float = 2.0) -> Summary:
+            callbacks: list[Callback] | None = None, poll_s: float = 2.0,
+            jobs: int = 1) -> Summary:
     """Run every pending spec of ``plan`` and store each result as soon as it is done.
 
     Pending: not stored yet, stored on other data (the content hash differs), stored as
@@ -93,7 +96,12 @@ def execute(plan: Plan, store: Store, *, retry_errors: bool = False,
     ``retry_errors``. Each run is claimed in the store before it starts, so several processes
     on one store share the work: a run another live process holds is left to it, and this
     process waits for those at the end (taking over any whose process has gone).
+
+    ``jobs`` > 1 runs them in that many local worker processes (:mod:`bench.executors`; no
+    ``callbacks``, no per-epoch progress); this process alone writes the store.
     """
+    if jobs > 1 and callbacks:
+        raise ValueError("callbacks run in this process: use jobs=1 with callbacks")
     stored = store.statuses()
     hashes = store.data_hashes()
     summary = Summary(total=len(plan.runs))
@@ -111,6 +119,20 @@ def execute(plan: Plan, store: Store, *, retry_errors: bool = False,
     env = environment(plan.runs[0].device) if plan.runs else {}
     if progress:
         progress.start(summary.total, len(pending))
+    pool = WorkerPool(jobs, plan.data_dir) if jobs > 1 else None
+    beats: dict[str, ExitStack] = {}  # the claims the workers' runs hold, kept alive
+
+    def finish(done: list[Finished]) -> None:
+        for f in done:
+            f.result.record("concurrent_runs", jobs)
+            if f.attempts > 1:
+                f.result.record("attempts", f.attempts)
+            try:
+                _save(f.spec, f.result, store, env, stored, summary, progress)
+            finally:
+                beats.pop(f.spec.key).close()
+                store.release(f.spec.key)
+
     try:
         while pending:
             held = []
@@ -123,12 +145,23 @@ def execute(plan: Plan, store: Store, *, retry_errors: bool = False,
                     else:
                         held.append(spec)
                     continue
+                if pool is not None:  # to a worker; results are saved as they arrive
+                    while not pool.idle():
+                        finish(pool.collect())
+                    beats[spec.key] = ExitStack()
+                    beats[spec.key].enter_context(store.heartbeat(spec.key))
+                    if progress:
+                        progress.run_started(spec)
+                    pool.submit(spec)
+                    continue
                 try:
                     with store.heartbeat(spec.key):
                         _run_and_save(spec, plan, store, env, stored, summary, progress,
                                       callbacks)
                 finally:
                     store.release(spec.key)  # no-op once saved (the save removes the claim)
+            while pool is not None and pool.busy():
+                finish(pool.collect())
             if held and len(held) == len(pending):  # all held elsewhere: wait for them
                 if progress:
                     claims = store.claims()
@@ -138,6 +171,11 @@ def execute(plan: Plan, store: Store, *, retry_errors: bool = False,
                 time.sleep(poll_s)
             pending = held
     finally:
+        if pool is not None:
+            pool.close()
+        for key, beat in beats.items():  # interrupted: the unfinished runs' claims go
+            beat.close()
+            store.release(key)
         if progress:
             progress.close()
     return summary
@@ -151,6 +189,12 @@ def _run_and_save(spec: RunSpec, plan: Plan, store: Store, env: dict, stored: di
         progress.run_started(spec)
         extra.append(EpochProgress(lambda *epoch: progress.run_epoch(spec, *epoch)))
     result = run_one(spec, plan.data_dir, extra)
+    result.record("concurrent_runs", 1)
+    _save(spec, result, store, env, stored, summary, progress)
+
+
+def _save(spec: RunSpec, result: RunResult, store: Store, env: dict, stored: dict,
+          summary: Summary, progress: Progress | None) -> None:
     # A skip that repeats the stored skip changes nothing: leave the row as it is.
     if not (result.status == "skipped" and stored.get(spec.key) == ("skipped", result.error)):
         store.save(spec, result, env)
