@@ -67,21 +67,31 @@ class PykanNet(nn.Module):
         # it: training forwards of a regularised run; evaluation stays on the fast path
         self.kan.save_act = self.record_activations and self.training
         y = self.kan(x)
-        # MultKAN.forward keeps the last batch (cache_data, still attached to the caller's
-        # graph when x requires grad; acts). Dropping them frees that memory and keeps the
-        # model deep-copyable (a non-leaf tensor attribute makes copy.deepcopy raise).
-        self.kan.cache_data = None
-        self.kan.acts = None
-        # batch-sized records of the save_act path (the regulariser reads acts_scale_spline)
-        for name in ("edge_actscale", "spline_preacts", "spline_postacts", "spline_postsplines",
-                     "acts_premult"):
-            setattr(self.kan, name, [])
+        # the regulariser reads acts_scale_spline of this forward: every other record goes
+        _drop_batch_records(self.kan, keep=("acts_scale_spline", "acts_scale",
+                                            "subnode_actscale"))
         return y
 
     def _apply(self, fn: Any, recurse: bool = True) -> PykanNet:
         super()._apply(fn, recurse)
         _sync_device(self.kan)
         return self
+
+
+#: what MultKAN.forward leaves on the model that holds a batch: ``cache_data`` and ``acts``
+#: always (the input, still attached to the caller's graph when it requires grad), the rest on
+#: its save_act path (per-edge values, and the std statistics its regulariser reads)
+_BATCH_RECORDS = ("cache_data", "acts", "spline_preacts", "spline_postacts",
+                  "spline_postsplines", "acts_premult", "edge_actscale", "acts_scale",
+                  "acts_scale_spline", "subnode_actscale")
+
+
+def _drop_batch_records(kan: nn.Module, keep: tuple[str, ...] = ()) -> None:
+    """Drop the batch records (:data:`_BATCH_RECORDS`) but ``keep``: it frees that memory and
+    keeps the model deep-copyable (a non-leaf tensor attribute makes copy.deepcopy raise)."""
+    for name in _BATCH_RECORDS:
+        if name not in keep:
+            setattr(kan, name, None if name in ("cache_data", "acts") else [])
 
 
 def _sync_device(kan: nn.Module) -> None:
@@ -326,10 +336,7 @@ class PykanAdapter(Adapter):
             deviation = max(float((a - b).abs().max()) for a, b in
                             zip(old.spline_postacts, new.spline_postacts))
             new.save_act = False
-        for name in ("cache_data", "acts", "spline_preacts", "spline_postacts",
-                     "spline_postsplines", "acts_premult", "acts_scale", "acts_scale_spline",
-                     "edge_actscale", "subnode_actscale"):
-            setattr(new, name, None if name in ("cache_data", "acts") else [])
+        _drop_batch_records(new)
         model.kan = new
         return deviation
 
@@ -346,9 +353,6 @@ class PykanAdapter(Adapter):
         "acts_scale": "act_scale_mean",
         "acts_scale_spline": "act_scale_spline_mean",
     }
-    #: what pykan's save_act forward leaves on the model that holds the batch
-    _SAVED_BATCH = {"cache_data": None, "acts": None, "spline_preacts": [],
-                    "spline_postacts": [], "spline_postsplines": [], "acts_premult": []}
 
     def activation_statistics(self, model, x):
         """The means of pykan's activation scales on ``x`` (at least 2 rows: they are stds over
@@ -384,8 +388,7 @@ class PykanAdapter(Adapter):
                     for name, stat in self._ACTIVATION_SCALES.items()}
         finally:
             kan.save_act = save_act
-            for name, value in self._SAVED_BATCH.items():
-                setattr(kan, name, None if value is None else [])
+            _drop_batch_records(kan, keep=tuple(self._ACTIVATION_SCALES))  # restored below
             for name, value in before.items():
                 if value is missing:
                     if hasattr(kan, name):

@@ -8,8 +8,9 @@ trainer times them apart (``callback_time_s``), synchronising the device around 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,24 @@ def probe_subset(x: torch.Tensor, y: torch.Tensor, rows: int = PROBE_ROWS
     return x[index], y[index]
 
 
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """The model in eval mode for the block, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def subset_loss(state: FitState, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The task loss of the model on ``x``, ``y``, evaluated without gradients."""
+    with evaluating(state.model):
+        return float(task_loss(state.data.task, state.model(x), y))
+
+
 class ProbeCallback(Callback):
     """Internal statistics of the model during training.
 
@@ -127,15 +146,13 @@ class ProbeCallback(Callback):
         if state.step_reg is not None:
             state.log("reg", float(state.step_reg))
         model = state.model
-        was_training = model.training
-        model.eval()
         for name, (x, y) in self.subsets.items():
-            state.log(f"{name}_loss", float(task_loss(state.data.task, model(x), y)))
+            state.log(f"{name}_loss", subset_loss(state, x, y))
         if "val" in self.subsets:
-            for name, value in state.adapter.activation_statistics(
-                    model, self.subsets["val"][0]).items():
-                state.log(name, value)
-        model.train(was_training)
+            with evaluating(model):
+                for name, value in state.adapter.activation_statistics(
+                        model, self.subsets["val"][0]).items():
+                    state.log(name, value)
         coefs = [c.detach().abs().flatten() for c in state.adapter.spline_coefficients(model)]
         if coefs:
             state.log("coef_mean", float(torch.cat(coefs).float().mean()))
@@ -201,11 +218,8 @@ class ShockCallback(Callback):
             tensor.add_(noise.to(device=tensor.device, dtype=tensor.dtype))
         state.log("shock", 1.0)
         if "val" in state.splits:  # the loss the noise caused, before any step repairs it
-            x, y = probe_subset(*state.splits["val"])
-            was_training = state.model.training
-            state.model.eval()
-            state.log("after_shock_val_loss", float(task_loss(state.data.task, state.model(x), y)))
-            state.model.train(was_training)
+            state.log("after_shock_val_loss",
+                      subset_loss(state, *probe_subset(*state.splits["val"])))
 
 
 class EpochProgress(Callback):

@@ -8,7 +8,6 @@ model: divergence and unavailable adapters are results, recorded as such).
 from __future__ import annotations
 
 import argparse
-import os
 import logging
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from tqdm import tqdm
 
 from adapters import AdapterError
 from bench.errors import KanbenchError
-from bench.export_layouts import SERIES_LAYOUTS, pykan_logger_table
+from bench.export_layouts import PYKAN_LOGGER_VALUES, SERIES_LAYOUTS, pykan_logger_table
 from bench.speed.interleaved import KINDS, render_markdown, select_configs, speed_interleaved
 
 
@@ -91,8 +90,9 @@ def _jobs(args: argparse.Namespace) -> int:
         return 1
     if args.jobs is not None and args.jobs < 1:
         raise KanbenchError(f"--jobs must be at least 1, got {args.jobs}")
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return args.jobs or cpus or 1
+    from bench.machine import usable_cpus
+
+    return args.jobs or usable_cpus()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -245,7 +245,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
             raise KanbenchError("--format parquet writes a binary file: give -o FILE")
     with Store(args.store, readonly=True) as store:
         if layout == "pykan-logger":
-            df = pykan_logger_table(store.series(), store.runs(), all_models=args.all_models)
+            df = pykan_logger_table(store.series(names=PYKAN_LOGGER_VALUES), store.runs(),
+                                    all_models=args.all_models)
             if df.empty:
                 which = "runs" if args.all_models else "pykan runs"
                 print(f"note: no {which} with a per-step train_loss series in {args.store}: "

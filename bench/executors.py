@@ -13,13 +13,13 @@ naming the cause. Torch-free at import, so the driver imports it cheaply.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import queue
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.machine import usable_cpus
 from bench.records import RunResult, RunSpec
 
 
@@ -73,8 +73,7 @@ class WorkerPool:
     def __post_init__(self) -> None:
         if self.jobs < 1:
             raise ValueError(f"jobs must be at least 1, got {self.jobs}")
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-            (os.cpu_count() or 1)
+        cpus = usable_cpus()
         if self.threads is None:  # workers x threads never exceed the CPUs
             self.threads = max(1, cpus // self.jobs)
         self._ctx = mp.get_context("spawn")  # no forked torch or SQLite state in workers

@@ -37,6 +37,13 @@ class Sample:
     own: float
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the system says, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def sample() -> Sample:
     return Sample(time.perf_counter(), _busy_cpu_seconds(), time.process_time())
 

@@ -42,11 +42,17 @@ def _model_identity(runs: pd.DataFrame) -> pd.Series:
         lambda c: json.dumps(c.get("arch"), sort_keys=True))
 
 
-def resilience_table(store: Store, tolerance: float = 0.05) -> pd.DataFrame:
+#: the per-step series resilience is computed from
+SHOCK_SERIES = ("val_loss", "after_shock_val_loss")
+
+
+def resilience_table(store: Store, tolerance: float = 0.05, *, runs: pd.DataFrame | None = None,
+                     series: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per shocked run of the store: its ``run_key``, its control's
     (``shock_control_key``, empty when the store has no control for it) and the resilience
-    metrics (:mod:`bench.resilience`) as ``shock_*`` columns."""
-    runs = store.runs()
+    metrics (:mod:`bench.resilience`) as ``shock_*`` columns. ``runs`` (``store.runs()``) and
+    ``series`` (``store.series(names=SHOCK_SERIES)``) when the caller has read them already."""
+    runs = store.runs() if runs is None else runs
     columns = ["run_key", "shock_control_key"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
@@ -57,8 +63,8 @@ def resilience_table(store: Store, tolerance: float = 0.05) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     controls = runs[runs.shock_sigma.isna() & (runs.status == "ok")]
     control_of = {(r.pair_key, r.model_identity): r for r in controls.itertuples()}
-    series = store.series()
-    series = series[series.name.isin(("val_loss", "after_shock_val_loss"))]
+    if series is None:
+        series = store.series(names=SHOCK_SERIES)
     by_run = {key: g for key, g in series.groupby("run_key")}
     rows: list[dict[str, Any]] = []
     for r in shocked.itertuples():
@@ -94,12 +100,14 @@ def _number(value: Any) -> float | None:
 def with_shocks(store: Store, export: pd.DataFrame) -> pd.DataFrame:
     """``export`` (one row per run, :meth:`Store.export`) with the intervention columns and, for
     shocked runs, their control's key and resilience metrics."""
-    runs = store.runs()
     if export.empty:
         return export
+    runs = store.runs()
     out = pd.concat([export, intervention_columns(runs.config_json).set_axis(export.index)],
                     axis=1)
-    table = resilience_table(store)
+    if out.shock_sigma.isna().all():  # no shocked run: no series to read
+        return out
+    table = resilience_table(store, runs=runs)
     if table.empty:
         return out
     return out.merge(table, how="left", on="run_key")

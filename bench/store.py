@@ -26,7 +26,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -445,13 +445,19 @@ class Store:
                     "metric": metric, **json.loads(v)} for k, d, m, s, seed, metric, v in rows]
         return pd.DataFrame.from_records(records)
 
-    def series(self, *, wide: bool = False) -> pd.DataFrame:
+    def series(self, *, wide: bool = False, names: Iterable[str] | None = None) -> pd.DataFrame:
         """Per-step series with the run's identifying columns: long (one row per run, step and
-        name) or ``wide`` (one row per run and step, one column per name)."""
+        name) or ``wide`` (one row per run and step, one column per name); only the series
+        ``names`` when given (read by SQLite: a probed store holds millions of points)."""
+        where, params = "", ()
+        if names is not None:
+            params = tuple(names)
+            where = f"WHERE s.name IN ({', '.join('?' for _ in params)}) " if params else \
+                "WHERE 0 "
         long = pd.read_sql_query(
             "SELECT s.run_key, r.pair_key, r.dataset, r.model, r.scheme, r.seed, s.step, "
             "s.epoch, s.name, s.value FROM series s JOIN runs r USING (run_key) "
-            "ORDER BY r.rowid, s.step, s.name", self._db)
+            f"{where}ORDER BY r.rowid, s.step, s.name", self._db, params=params)
         if not wide or long.empty:
             return long
         ids = ["run_key", "pair_key", "dataset", "model", "scheme", "seed", "step", "epoch"]

@@ -11,6 +11,7 @@ import pytest
 
 from bench import suite as suite_mod
 from bench.cli import main
+from bench.machine import usable_cpus
 from bench.plan import build_plan
 from bench.runner import execute
 from bench.store import Store
@@ -51,7 +52,7 @@ def test_two_workers_give_the_metrics_of_one_process(write_suite, tmp_path):
         assert pool[column].to_dict() == pytest.approx(local.loc[pool.index, column].to_dict(),
                                                        abs=1e-6)
     assert set(pool.concurrent_runs) == {2} and set(local.concurrent_runs) == {1}
-    cpus = len(os.sched_getaffinity(0))
+    cpus = usable_cpus()
     assert set(pool.threads) == {max(1, cpus // 2)}  # workers x threads <= CPUs
 
 

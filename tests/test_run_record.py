@@ -164,6 +164,11 @@ def test_new_values_and_series_need_no_schema_change(write_suite, tmp_path, caps
         exported = store.export()
         series = store.series()
         wide = store.series(wide=True)
+        # a name filter reads only those series (in SQL), in the same order
+        squared_only = store.series(names=["step_squared"])
+        none = store.series(names=[])
+    expected = series[series.name == "step_squared"].reset_index(drop=True)
+    assert squared_only.equals(expected) and len(expected) and none.empty
     assert exported.answer.tolist() == [42.5] * 4 and set(exported.label) == {"text value"}
     assert {"callback_time_s", "pair_key"} <= set(exported.columns)
     steps = plan.runs[0].training.epochs * 3  # iris: 96 training rows, batches of 32

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -13,6 +16,20 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench.report.files import write_atomic  # noqa: E402
+
+
+@contextlib.contextmanager
+def _figure(path: Path, *args: Any, **kwargs: Any) -> Iterator[tuple[Any, Any]]:
+    """``plt.subplots(*args, **kwargs)`` at 110 dpi with TeX off (a user's matplotlibrc must
+    not hand suite text to LaTeX), written to ``path`` as PNG when the block completes and
+    closed whatever happens."""
+    with plt.rc_context({"text.usetex": False}):
+        fig, axes = plt.subplots(*args, dpi=110, **kwargs)
+        try:
+            yield fig, axes
+            write_atomic(path, lambda f: fig.savefig(f, format="png"), mode="wb")
+        finally:
+            plt.close(fig)
 
 
 def literal(text: str) -> str:
@@ -35,43 +52,37 @@ def learning_curves(curves: pd.DataFrame, dataset: str, metric: str, path: Path)
     c = curves[curves.dataset == dataset]
     if c.empty or "val_metric" not in c:
         return None
-    # usetex off: a user's matplotlibrc must not hand suite text to LaTeX
-    with plt.rc_context({"text.usetex": False}):
-        fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
-        try:
-            groups = list(c.groupby("model", sort=False))
-            for i, (model, g) in enumerate(groups):
-                by_epoch = g.groupby("epoch")
-                mean = by_epoch[["val_metric", "train_metric"]].mean()
-                low, high = by_epoch.val_metric.min(), by_epoch.val_metric.max()
-                color = f"C{i % 10}"
-                every = max(1, len(mean) // 8)
-                line, = ax.plot(mean.index, mean.val_metric, color=color,
-                                marker=_MARKERS[i % len(_MARKERS)], markersize=4,
-                                markevery=(i % every, every), label=literal(f"{model} (val)"))
-                dashes = _DASHES[i % len(_DASHES)]
-                if dashes[0] is not None:
-                    line.set_dashes(dashes)
-                ax.fill_between(mean.index, low, high, color=color, alpha=0.15, linewidth=0)
-                ax.plot(mean.index, mean.train_metric, color=color, linestyle=":", alpha=0.7)
-            ax.set_xlabel("epoch")
-            values = pd.to_numeric(c.val_metric, errors="coerce")
-            values = values[values > 0]
-            # an RMSE falling by orders of magnitude (grid extension's staircase) needs a log
-            # axis to be seen at all
-            log = metric == "rmse" and len(values) and values.max() > 100 * values.min()
-            if log:
-                ax.set_yscale("log")
-            ax.set_ylabel(f"{metric} ({'higher' if metric == 'accuracy' else 'lower'} is better"
-                          f"{'; log scale' if log else ''})")
-            ax.set_title(literal(f"{dataset}: validation (mean, band: min to max over runs) "
-                                 f"and train (dotted)"), fontsize=9)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, ncol=2)
-            fig.tight_layout()
-            write_atomic(path, lambda f: fig.savefig(f, format="png"), mode="wb")
-        finally:
-            plt.close(fig)
+    with _figure(path, figsize=(6.4, 3.6)) as (fig, ax):
+        groups = list(c.groupby("model", sort=False))
+        for i, (model, g) in enumerate(groups):
+            by_epoch = g.groupby("epoch")
+            mean = by_epoch[["val_metric", "train_metric"]].mean()
+            low, high = by_epoch.val_metric.min(), by_epoch.val_metric.max()
+            color = f"C{i % 10}"
+            every = max(1, len(mean) // 8)
+            line, = ax.plot(mean.index, mean.val_metric, color=color,
+                            marker=_MARKERS[i % len(_MARKERS)], markersize=4,
+                            markevery=(i % every, every), label=literal(f"{model} (val)"))
+            dashes = _DASHES[i % len(_DASHES)]
+            if dashes[0] is not None:
+                line.set_dashes(dashes)
+            ax.fill_between(mean.index, low, high, color=color, alpha=0.15, linewidth=0)
+            ax.plot(mean.index, mean.train_metric, color=color, linestyle=":", alpha=0.7)
+        ax.set_xlabel("epoch")
+        values = pd.to_numeric(c.val_metric, errors="coerce")
+        values = values[values > 0]
+        # an RMSE falling by orders of magnitude (grid extension's staircase) needs a log
+        # axis to be seen at all
+        log = metric == "rmse" and len(values) and values.max() > 100 * values.min()
+        if log:
+            ax.set_yscale("log")
+        ax.set_ylabel(f"{metric} ({'higher' if metric == 'accuracy' else 'lower'} is better"
+                      f"{'; log scale' if log else ''})")
+        ax.set_title(literal(f"{dataset}: validation (mean, band: min to max over runs) "
+                             f"and train (dotted)"), fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
     return path
 
 
@@ -110,40 +121,30 @@ def metric_vs_cost(table: pd.DataFrame, dataset: str, metric: str, cost: str, la
     t, x, y = t[keep], x[keep], y[keep]
     err = pd.to_numeric(t.test_metric_std, errors="coerce").fillna(0.0)
     front = pareto_front(x, y, higher_is_better(metric))
-    with plt.rc_context({"text.usetex": False}):
-        fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=110)
-        try:
-            several_schemes = t.scheme.nunique() > 1
-            for i, (idx, r) in enumerate(t.iterrows()):
-                name = r.model + (f" [{r.scheme}]" if several_schemes else "")
-                ax.errorbar(x[idx], y[idx], yerr=err[idx], color=f"C{i % 10}",
-                            marker="o" if r.family == "kan" else "s", markersize=6,
-                            capsize=3, linestyle="none", label=literal(name))
-            on = front[front].index
-            order = x[on].sort_values().index
-            ax.plot(x[order], y[order], color="black", linewidth=1, linestyle="--",
-                    label="Pareto front", zorder=0)
-            # a log axis where the costs span a decade or more; within one (models matched to
-            # the same budget) its ticks would crowd into unreadable labels
-            log = x.max() >= 10 * x.min()
-            if log:
-                ax.set_xscale("log")
-            ax.set_xlabel(label + (" (log scale)" if log else ""))
-            ax.set_ylabel(f"test {metric} ({'higher' if metric == 'accuracy' else 'lower'} "
-                          f"is better)")
-            ax.set_title(literal(f"{dataset}: test {metric} against {label} "
-                                 f"(KAN: circles, MLP: squares)"), fontsize=9)
-            ax.grid(alpha=0.3, which="both")
-            ax.legend(fontsize=6, ncol=2)
-            fig.tight_layout()
-            write_atomic(path, lambda f: fig.savefig(f, format="png"), mode="wb")
-        finally:
-            plt.close(fig)
-    return path
-
-
-def _save(fig, path: Path) -> Path:
-    write_atomic(path, lambda f: fig.savefig(f, format="png"), mode="wb")
+    with _figure(path, figsize=(6.4, 3.8)) as (fig, ax):
+        several_schemes = t.scheme.nunique() > 1
+        for i, (idx, r) in enumerate(t.iterrows()):
+            name = r.model + (f" [{r.scheme}]" if several_schemes else "")
+            ax.errorbar(x[idx], y[idx], yerr=err[idx], color=f"C{i % 10}",
+                        marker="o" if r.family == "kan" else "s", markersize=6,
+                        capsize=3, linestyle="none", label=literal(name))
+        on = front[front].index
+        order = x[on].sort_values().index
+        ax.plot(x[order], y[order], color="black", linewidth=1, linestyle="--",
+                label="Pareto front", zorder=0)
+        # a log axis where the costs span a decade or more; within one (models matched to
+        # the same budget) its ticks would crowd into unreadable labels
+        log = x.max() >= 10 * x.min()
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(label + (" (log scale)" if log else ""))
+        ax.set_ylabel(f"test {metric} ({'higher' if metric == 'accuracy' else 'lower'} "
+                      f"is better)")
+        ax.set_title(literal(f"{dataset}: test {metric} against {label} "
+                             f"(KAN: circles, MLP: squares)"), fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6, ncol=2)
+        fig.tight_layout()
     return path
 
 
@@ -235,54 +236,49 @@ def shock_recovery(series: pd.DataFrame, pairs: pd.DataFrame, dataset: str,
     shocks = sorted(curves.shock.dropna().unique())
     colour = {label: f"C{i % 10}" for i, label in enumerate(shocks)}
     rows, cols = _grid(len(shown), 4)
-    with plt.rc_context({"text.usetex": False}):
-        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows + 0.9), dpi=110,
-                                 squeeze=False, sharex=False)
-        try:
-            handles = {}
-            for ax, model in zip(axes.flat, shown):
-                m = curves[curves.model == model]
-                controls = list(m[m.kind == "control"].groupby("aligned_at", sort=True))
-                for j, (step, g) in enumerate(controls):
-                    name = "control" if len(controls) == 1 else f"control (shock at step {step})"
-                    lost = int(g.lost.iloc[0])
-                    # above the shocked lines, which coincide with it before the shock
-                    line, = ax.plot(g.rel_step, g.value, color="black", linewidth=1.2, zorder=3,
-                                    label=name + (f", {lost} run(s) non-finite" if lost else ""))
-                    dashes = _DASHES[j % len(_DASHES)]
-                    if dashes[0] is not None:
-                        line.set_dashes(dashes)
-                    handles.setdefault(line.get_label(), line)
-                for label, g in m[m.kind == "shocked"].groupby("shock", sort=True):
-                    lost = int(g.lost.iloc[0])
-                    text = literal(label) + (f" ({lost} run(s) non-finite)" if lost else "")
-                    line, = ax.plot(g.rel_step, g.value, color=colour[label], linewidth=1,
-                                    label=text)
-                    after = g[g.after_shock]
-                    ax.plot(after.rel_step, after.value, "o", color=colour[label], markersize=4)
-                    handles.setdefault(text, line)
-                ax.axvline(0, color="grey", linestyle=":", linewidth=1)
-                ax.set_yscale("log")
-                ax.set_title(literal(model), fontsize=9)
-                ax.grid(alpha=0.3, which="both")
-                ax.tick_params(labelsize=7)
-            for ax in axes.flat[len(shown):]:
-                ax.set_visible(False)
-            for ax in axes[-1]:
-                ax.set_xlabel("steps after the shock", fontsize=8)
-            for ax in axes[:, 0]:
-                ax.set_ylabel("validation loss (log)", fontsize=8)
-            more = f" (first {len(shown)} of {len(models)} models)" if len(models) > len(shown) \
-                else ""
-            fig.suptitle(literal(f"{dataset}: validation loss around the shock, median over "
-                                 f"seeds; dot: just after the noise{more}"), fontsize=9)
-            fig.legend(list(handles.values()), list(handles.keys()), loc="lower center",
-                       ncol=min(4, len(handles)), fontsize=7, frameon=False)
-            # room at the bottom for the legend, one line per four entries
-            fig.tight_layout(rect=(0, 0.04 + 0.035 * math.ceil(len(handles) / 4), 1, 1))
-            _save(fig, path)
-        finally:
-            plt.close(fig)
+    with _figure(path, rows, cols, figsize=(3.2 * cols, 2.6 * rows + 0.9),
+                 squeeze=False) as (fig, axes):
+        handles = {}
+        for ax, model in zip(axes.flat, shown):
+            m = curves[curves.model == model]
+            controls = list(m[m.kind == "control"].groupby("aligned_at", sort=True))
+            for j, (step, g) in enumerate(controls):
+                name = "control" if len(controls) == 1 else f"control (shock at step {step})"
+                lost = int(g.lost.iloc[0])
+                # above the shocked lines, which coincide with it before the shock
+                line, = ax.plot(g.rel_step, g.value, color="black", linewidth=1.2, zorder=3,
+                                label=name + (f", {lost} run(s) non-finite" if lost else ""))
+                dashes = _DASHES[j % len(_DASHES)]
+                if dashes[0] is not None:
+                    line.set_dashes(dashes)
+                handles.setdefault(line.get_label(), line)
+            for label, g in m[m.kind == "shocked"].groupby("shock", sort=True):
+                lost = int(g.lost.iloc[0])
+                text = literal(label) + (f" ({lost} run(s) non-finite)" if lost else "")
+                line, = ax.plot(g.rel_step, g.value, color=colour[label], linewidth=1,
+                                label=text)
+                after = g[g.after_shock]
+                ax.plot(after.rel_step, after.value, "o", color=colour[label], markersize=4)
+                handles.setdefault(text, line)
+            ax.axvline(0, color="grey", linestyle=":", linewidth=1)
+            ax.set_yscale("log")
+            ax.set_title(literal(model), fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+            ax.tick_params(labelsize=7)
+        for ax in axes.flat[len(shown):]:
+            ax.set_visible(False)
+        for ax in axes[-1]:
+            ax.set_xlabel("steps after the shock", fontsize=8)
+        for ax in axes[:, 0]:
+            ax.set_ylabel("validation loss (log)", fontsize=8)
+        more = f" (first {len(shown)} of {len(models)} models)" if len(models) > len(shown) \
+            else ""
+        fig.suptitle(literal(f"{dataset}: validation loss around the shock, median over "
+                             f"seeds; dot: just after the noise{more}"), fontsize=9)
+        fig.legend(list(handles.values()), list(handles.keys()), loc="lower center",
+                   ncol=min(4, len(handles)), fontsize=7, frameon=False)
+        # room at the bottom for the legend, one line per four entries
+        fig.tight_layout(rect=(0, 0.04 + 0.035 * math.ceil(len(handles) / 4), 1, 1))
     return path
 
 
@@ -366,66 +362,61 @@ def scheme_heatmap(runs: pd.DataFrame, dataset: str, metric: str, fields: list[s
     cell_w, cell_h = 0.55 + 0.04 * max(len(str(v)) for v in col_values), 0.42
     width = cols * (len(col_values) * cell_w + 1.6) + 0.5
     height = rows * (len(row_values) * cell_h + 1.0) + 0.6
-    with plt.rc_context({"text.usetex": False}):
-        fig, axes = plt.subplots(rows, cols, figsize=(width, height), dpi=110, squeeze=False,
-                                 layout="constrained")
-        try:
-            used = set()
-            for model in models:
-                c = cells[cells.model == model]
-                finite = c["mean"].dropna()
-                low, high = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
-                if high <= low:  # one value: a small span around it, not a degenerate scale
-                    pad = 0.05 * max(abs(low), 1e-3)
-                    low, high = low - pad, high + pad
-                norm = Normalize(low, high)
-                model_axes = []
-                for i, j, m, facet in panels:
-                    if m != model:
-                        continue
-                    ax = axes[i, j]
-                    used.add((i, j))
-                    model_axes.append(ax)
-                    cf = c if facet is None else c[c[fields[2]] == facet]
-                    grid = (cf.set_index(fields[:2])
-                            .reindex(pd.MultiIndex.from_product([row_values, col_values])))
-                    means = grid["mean"].to_numpy(float).reshape(len(row_values),
-                                                                 len(col_values))
-                    image = ax.imshow(np.ma.masked_invalid(means), cmap=cmap, norm=norm,
-                                      aspect="auto")
-                    for (y, x), (_, cell) in zip(np.ndindex(means.shape), grid.iterrows()):
-                        n = 0 if pd.isna(cell.n) else int(cell.n)
-                        d = 0 if pd.isna(cell.diverged) else int(cell.diverged)
-                        if n == 0:
-                            text, dark = "no run", False
-                        elif math.isnan(means[y, x]):
-                            text, dark = f"no ok run\n{d}/{n} diverged", False
-                        else:
-                            text = f"{means[y, x]:.3g}" + (f"\n{d}/{n} diverged" if d else "")
-                            # white text on the darker half of the colour map
-                            shade = norm(means[y, x])
-                            dark = (shade > 0.55) if higher_is_better(metric) else (shade < 0.45)
-                        ax.text(x, y, text, ha="center", va="center", fontsize=6.5,
-                                color="white" if dark else "black")
-                    ax.set_xticks(range(len(col_values)),
-                                  [literal(v) for v in col_values], fontsize=7)
-                    ax.set_yticks(range(len(row_values)),
-                                  [literal(v) for v in row_values], fontsize=7)
-                    ax.set_xlabel(literal(fields[1]), fontsize=7)
-                    ax.set_ylabel(literal(fields[0]), fontsize=7)
-                    title = model if facet is None else f"{model}, {fields[2]} = {facet}"
-                    ax.set_title(literal(title), fontsize=8)
-                bar = fig.colorbar(image, ax=model_axes, shrink=0.9)
-                bar.set_label(literal(f"test {metric}"), fontsize=7)
-                bar.ax.tick_params(labelsize=6)
-            for i, j in np.ndindex(axes.shape):
-                if (i, j) not in used:
-                    axes[i, j].set_visible(False)
-            fig.suptitle(literal(f"{dataset}: mean test {metric} of the ok runs "
-                                 f"(darker green is better; grey: no ok run)"), fontsize=9)
-            _save(fig, path)
-        finally:
-            plt.close(fig)
+    with _figure(path, rows, cols, figsize=(width, height), squeeze=False,
+                 layout="constrained") as (fig, axes):
+        used = set()
+        for model in models:
+            c = cells[cells.model == model]
+            finite = c["mean"].dropna()
+            low, high = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
+            if high <= low:  # one value: a small span around it, not a degenerate scale
+                pad = 0.05 * max(abs(low), 1e-3)
+                low, high = low - pad, high + pad
+            norm = Normalize(low, high)
+            model_axes = []
+            for i, j, m, facet in panels:
+                if m != model:
+                    continue
+                ax = axes[i, j]
+                used.add((i, j))
+                model_axes.append(ax)
+                cf = c if facet is None else c[c[fields[2]] == facet]
+                grid = (cf.set_index(fields[:2])
+                        .reindex(pd.MultiIndex.from_product([row_values, col_values])))
+                means = grid["mean"].to_numpy(float).reshape(len(row_values),
+                                                             len(col_values))
+                image = ax.imshow(np.ma.masked_invalid(means), cmap=cmap, norm=norm,
+                                  aspect="auto")
+                for (y, x), (_, cell) in zip(np.ndindex(means.shape), grid.iterrows()):
+                    n = 0 if pd.isna(cell.n) else int(cell.n)
+                    d = 0 if pd.isna(cell.diverged) else int(cell.diverged)
+                    if n == 0:
+                        text, dark = "no run", False
+                    elif math.isnan(means[y, x]):
+                        text, dark = f"no ok run\n{d}/{n} diverged", False
+                    else:
+                        text = f"{means[y, x]:.3g}" + (f"\n{d}/{n} diverged" if d else "")
+                        # white text on the darker half of the colour map
+                        shade = norm(means[y, x])
+                        dark = (shade > 0.55) if higher_is_better(metric) else (shade < 0.45)
+                    ax.text(x, y, text, ha="center", va="center", fontsize=6.5,
+                            color="white" if dark else "black")
+                ax.set_xticks(range(len(col_values)),
+                              [literal(v) for v in col_values], fontsize=7)
+                ax.set_yticks(range(len(row_values)),
+                              [literal(v) for v in row_values], fontsize=7)
+                ax.set_xlabel(literal(fields[1]), fontsize=7)
+                ax.set_ylabel(literal(fields[0]), fontsize=7)
+                title = model if facet is None else f"{model}, {fields[2]} = {facet}"
+                ax.set_title(literal(title), fontsize=8)
+            bar = fig.colorbar(image, ax=model_axes, shrink=0.9)
+            bar.set_label(literal(f"test {metric}"), fontsize=7)
+            bar.ax.tick_params(labelsize=6)
+        for i, j in np.ndindex(axes.shape):
+            if (i, j) not in used:
+                axes[i, j].set_visible(False)
+        fig.suptitle(literal(f"{dataset}: mean test {metric} of the ok runs "
+                             f"(darker green is better; grey: no ok run)"), fontsize=9)
     return path
 
 
@@ -471,27 +462,22 @@ def gap_per_model(table: pd.DataFrame, dataset: str, metric: str, path: Path) ->
     x = np.arange(len(points))
     width = 0.8 / len(bars)
     unit = "percentage points" if higher_is_better(metric) else "target units"
-    with plt.rc_context({"text.usetex": False}):
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(points) + 2.0), 3.8), dpi=110)
-        try:
-            for k, (column, label) in enumerate(bars):
-                # a missing gap draws no bar (a zero bar would read as no overfitting)
-                have = points[column].notna().to_numpy()
-                ax.bar((x + (k - (len(bars) - 1) / 2) * width)[have], points[column][have],
-                       width, yerr=points[f"{column}_std"][have].fillna(0.0), capsize=3,
-                       color=f"C{k}", label=label)
-            ax.axhline(0, color="black", linewidth=0.8)
-            ax.set_xticks(x, [literal(v) for v in points.label], rotation=30, ha="right",
-                          fontsize=7)
-            ax.set_ylabel(f"gap, {unit}\n(positive means overfitting)", fontsize=8)
-            ax.set_title(literal(f"{dataset}: overfitting gap (mean, bars: std over seeds)"),
-                         fontsize=9)
-            ax.grid(alpha=0.3, axis="y")
-            ax.legend(fontsize=7)
-            fig.tight_layout()
-            _save(fig, path)
-        finally:
-            plt.close(fig)
+    with _figure(path, figsize=(max(4.0, 0.6 * len(points) + 2.0), 3.8)) as (fig, ax):
+        for k, (column, label) in enumerate(bars):
+            # a missing gap draws no bar (a zero bar would read as no overfitting)
+            have = points[column].notna().to_numpy()
+            ax.bar((x + (k - (len(bars) - 1) / 2) * width)[have], points[column][have],
+                   width, yerr=points[f"{column}_std"][have].fillna(0.0), capsize=3,
+                   color=f"C{k}", label=label)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(x, [literal(v) for v in points.label], rotation=30, ha="right",
+                      fontsize=7)
+        ax.set_ylabel(f"gap, {unit}\n(positive means overfitting)", fontsize=8)
+        ax.set_title(literal(f"{dataset}: overfitting gap (mean, bars: std over seeds)"),
+                     fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
     return path
 
 
@@ -504,30 +490,25 @@ def speed_ratios(groups: list, kind: str, path: Path) -> Path | None:
     if not rows:
         return None
     impls = list(dict.fromkeys(e.impl for g in rows for e in g.entries if e.impl != "mlp"))
-    with plt.rc_context({"text.usetex": False}):
-        fig, ax = plt.subplots(figsize=(6.8, 0.45 * len(rows) * max(1, len(impls)) ** 0.5 + 1.6),
-                               dpi=110)
-        try:
-            height = 0.8 / max(1, len(impls))
-            for j, impl in enumerate(impls):
-                ys, xs = [], []
-                for i, g in enumerate(rows):
-                    e = next((e for e in g.entries if e.impl == impl and e.ratio), None)
-                    if e is not None:
-                        ys.append(i + (j - (len(impls) - 1) / 2) * height)
-                        xs.append(e.ratio)
-                ax.barh(ys, xs, height=height, color=f"C{j % 10}", label=literal(impl))
-            ax.axvline(1.0, color="black", linewidth=1)
-            ax.set_xscale("log")
-            ax.set_yticks(range(len(rows)), [literal(g.config) for g in rows], fontsize=7)
-            ax.invert_yaxis()
-            ax.set_xlabel("median time / matched MLP's (log scale; 1: as fast as the MLP)")
-            ax.set_title(f"{kind.replace('_', ' ')}: time relative to the matched MLP",
-                         fontsize=9)
-            ax.grid(alpha=0.3, axis="x", which="both")
-            ax.legend(fontsize=7)
-            fig.tight_layout()
-            write_atomic(path, lambda f: fig.savefig(f, format="png"), mode="wb")
-        finally:
-            plt.close(fig)
+    fig_height = 0.45 * len(rows) * max(1, len(impls)) ** 0.5 + 1.6
+    with _figure(path, figsize=(6.8, fig_height)) as (fig, ax):
+        height = 0.8 / max(1, len(impls))
+        for j, impl in enumerate(impls):
+            ys, xs = [], []
+            for i, g in enumerate(rows):
+                e = next((e for e in g.entries if e.impl == impl and e.ratio), None)
+                if e is not None:
+                    ys.append(i + (j - (len(impls) - 1) / 2) * height)
+                    xs.append(e.ratio)
+            ax.barh(ys, xs, height=height, color=f"C{j % 10}", label=literal(impl))
+        ax.axvline(1.0, color="black", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_yticks(range(len(rows)), [literal(g.config) for g in rows], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("median time / matched MLP's (log scale; 1: as fast as the MLP)")
+        ax.set_title(f"{kind.replace('_', ' ')}: time relative to the matched MLP",
+                     fontsize=9)
+        ax.grid(alpha=0.3, axis="x", which="both")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
     return path

@@ -35,8 +35,9 @@ from bench.report.sources import MergedStores
 from bench.report.schemes import divergence_rates, scheme_fields, scheme_sensitivity
 from bench.report.statistics import (KAN_VS_MLP, describe_method, family_min_pairs,
                                      paired_comparisons)
-from bench.report.tables import EFFICIENCY_COSTS, efficiency, numeric_values, summarise
-from bench.shocks import intervention_columns, resilience_table
+from bench.report.tables import (EFFICIENCY_COSTS, efficiency, mean_std, numeric_values,
+                                 summarise)
+from bench.shocks import SHOCK_SERIES, intervention_columns, resilience_table
 from bench.store import Store
 
 #: a regression model whose mean test RMSE is this many times the best one's may not be named
@@ -149,11 +150,13 @@ def _schemes_section(runs: pd.DataFrame) -> dict[str, Any]:
     return {"datasets": datasets}
 
 
-def _shock_section(store: Store, shocked: pd.DataFrame, asset_dir: Path) -> dict[str, Any]:
+def _shock_section(store: Store, everything: pd.DataFrame, shocked: pd.DataFrame,
+                   asset_dir: Path) -> dict[str, Any]:
     """Per dataset, model and shock setting: the resilience of the shocked runs against their
     controls (bench/shocks.py, bench/resilience.py), over seeds, and a figure of the shocked
     and control losses around the shock."""
-    table = resilience_table(store)
+    series = store.series(names=SHOCK_SERIES)
+    table = resilience_table(store, runs=everything, series=series)
     settings = intervention_columns(shocked.config_json)
     columns = ["run_key", "dataset", "model", "metric"] + (
         ["shock_step"] if "shock_step" in shocked else [])
@@ -163,8 +166,6 @@ def _shock_section(store: Store, shocked: pd.DataFrame, asset_dir: Path) -> dict
                      + ("" if target == "coefficients" else ", all tensors")
                      for sigma, scale, at, target in zip(runs.shock_sigma, runs.shock_scale,
                                                          runs.shock_at, runs.shock_target)]
-    series = store.series()
-    series = series[series.name.isin(("val_loss", "after_shock_val_loss"))]
     pairs = runs.dropna(subset=["shock_control_key"]) if "shock_control_key" in runs else \
         runs.iloc[:0]
     if "shock_step" in pairs:
@@ -192,21 +193,14 @@ def _shock_section(store: Store, shocked: pd.DataFrame, asset_dir: Path) -> dict
                 "shock": f"sigma={float(sigma):g} {scale} at {float(at):g}"
                          + ("" if target == "coefficients" else ", all tensors"),
                 "runs": f"{len(paired)}/{len(g)}",
-                "spike": _pm(*_mean_std(column("shock_spike_ratio")), 3),
+                "spike": _pm(*mean_std(column("shock_spike_ratio")), 3),
                 "recovery": _steps(column("shock_recovery_steps"), paired),
                 "control_recovery": _steps(column("shock_control_recovery_steps"), paired),
                 "test_delta": _metric_difference(metric, column("shock_test_delta").mean()),
-                "area": _pm(*_mean_std(column("shock_excess_area")), 3),
+                "area": _pm(*mean_std(column("shock_excess_area")), 3),
             })
         datasets.append({"name": dataset, "metric": metric, "rows": rows, "plot_path": figure})
     return {"datasets": datasets}
-
-
-def _mean_std(values: pd.Series) -> tuple[float, float]:
-    v = values.dropna()
-    if v.empty:
-        return math.nan, math.nan
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
 def _steps(steps: pd.Series, paired: pd.DataFrame) -> str:
@@ -444,7 +438,7 @@ def build_context(store: Store | MergedStores, out_dir: Path, suite_name: str,
     shocked = intervention_columns(runs.config_json).shock_sigma.notna()
     if shocked.any():  # shocked runs are compared with their controls, not ranked with them
         extra["shock_section"] = _shock_section(
-            store, runs[shocked], inside(out_dir, file_stem(suite_name, "suite name") + "_files"))
+            store, everything, runs[shocked], inside(out_dir, file_stem(suite_name, "suite name") + "_files"))
         runs = runs[~shocked].reset_index(drop=True)
     value_names = numeric_values(runs, store.value_names())
     table = summarise(runs, value_names)
@@ -457,8 +451,6 @@ def build_context(store: Store | MergedStores, out_dir: Path, suite_name: str,
     efficiency_table = efficiency(table)
     # the training fields that differ between the runs' schemes (a scheme grid's axes)
     fields = scheme_fields(runs) if runs.scheme.nunique() > 1 else None
-    if fields is not None:
-        fields = fields.drop(columns=[c for c in fields.columns if c in runs.columns])
 
     datasets = []
     for dataset, g in table.groupby("dataset", sort=False):
@@ -480,7 +472,10 @@ def build_context(store: Store | MergedStores, out_dir: Path, suite_name: str,
         if figure is not None:
             cost_plots.append({"path": figure, "label": "the overfitting gap per model"})
         if fields is not None and 2 <= len(fields.columns) <= 3:
-            figure = scheme_heatmap(pd.concat([runs, fields], axis=1), dataset, metric,
+            # the run columns the heat map reads, then the fields (named like some run
+            # columns, e.g. epochs: the planned ones)
+            heat = runs[["dataset", "model", "status", "test_metric"]]
+            figure = scheme_heatmap(pd.concat([heat, fields], axis=1), dataset, metric,
                                     list(fields.columns), named_file(
                                         asset_dir, f"{dataset}-schemes", ".png",
                                         "dataset label", unique=True))

@@ -7,6 +7,7 @@ reads: the stores are opened read-only by the caller.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -55,7 +56,8 @@ class MergedStores:
     def curves(self) -> pd.DataFrame:
         return self._own([s.curves() for s in self.stores])
 
-    def series(self, *, wide: bool = False) -> pd.DataFrame:
+    def series(self, *, wide: bool = False, names: Iterable[str] | None = None) -> pd.DataFrame:
         if wide:
             raise NotImplementedError("merged stores give the long series")
-        return self._own([s.series() for s in self.stores])
+        names = None if names is None else tuple(names)
+        return self._own([s.series(names=names) for s in self.stores])

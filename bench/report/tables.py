@@ -21,7 +21,8 @@ def _first_line(errors: pd.Series, limit: int = 200) -> str | None:
     return line if len(line) <= limit else line[:limit] + "..."
 
 
-def _mean_std(values: pd.Series) -> tuple[float, float]:
+def mean_std(values: pd.Series) -> tuple[float, float]:
+    """Mean and sample std of the non-missing values (std 0 for one value; NaN for none)."""
     v = values.dropna().astype(float)
     if v.empty:
         return math.nan, math.nan
@@ -107,7 +108,7 @@ def summarise(runs: pd.DataFrame, value_names: list[str] = ()) -> pd.DataFrame:
             "busy": int(ok._busy.sum()),
         }
         for col in AGGREGATED:
-            row[f"{col}_mean"], row[f"{col}_std"] = _mean_std(ok[col])
+            row[f"{col}_mean"], row[f"{col}_std"] = mean_std(ok[col])
         # 95% confidence interval of the mean test metric over seeds (Student's t)
         tests = pd.to_numeric(ok.test_metric, errors="coerce").dropna().astype(float)
         row["test_metric_ci_low"], row["test_metric_ci_high"] = _t_interval(tests)
@@ -119,7 +120,7 @@ def summarise(runs: pd.DataFrame, value_names: list[str] = ()) -> pd.DataFrame:
         row["warmup_time_s_median"] = float(warmup.median()) if len(warmup) else math.nan
         for name in extra:
             values = pd.to_numeric(ok[name], errors="coerce")
-            row[f"{name}_mean"], row[f"{name}_std"] = _mean_std(values)
+            row[f"{name}_mean"], row[f"{name}_std"] = mean_std(values)
             row[f"{name}_n"] = int(values.notna().sum())
         rows.append(row)
     table = pd.DataFrame(rows)
