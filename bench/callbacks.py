@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,35 @@ class Callback:
 
     def on_epoch_end(self, state: FitState) -> None:
         pass
+
+
+class RunTimeout(Exception):
+    """Raised by :class:`Deadline`: the run went over its time; ``fit`` records ``timeout``."""
+
+
+class Deadline(Callback):
+    """Stops a run ``seconds`` after ``started`` (``time.monotonic``; default: now) at the next
+    step or epoch end: the in-process half of a suite's ``timeout``, which keeps the epochs
+    measured so far. Executors with worker processes also kill a worker that does not come
+    back (a run stuck outside the training loop)."""
+
+    def __init__(self, seconds: float, started: float | None = None):
+        self.seconds = seconds
+        self.until = (time.monotonic() if started is None else started) + seconds
+
+    def _check(self, state: FitState) -> None:
+        if time.monotonic() > self.until:
+            raise RunTimeout(f"stopped at step {state.step}, epoch {state.epoch}: over the "
+                             f"suite's timeout of {self.seconds:g} s")
+
+    def wants_step(self, step: int) -> bool:
+        return time.monotonic() > self.until  # the hook (and its sync) only once it is over
+
+    def on_step_start(self, state: FitState) -> None:
+        self._check(state)
+
+    def on_epoch_end(self, state: FitState) -> None:
+        self._check(state)
 
 
 #: rows of the fixed validation and test subsets a per-step probe evaluates: a full pass

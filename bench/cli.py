@@ -27,11 +27,14 @@ def _fmt_metric(metric: str | None, value: float | None) -> str:
 
 
 class TqdmProgress:
-    """A progress bar over runs (current dataset / model) and one summary line per run."""
+    """A progress bar over runs, with the runs training now and the failed ones (errors and
+    timeouts) counted beside it, and one summary line per run."""
 
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
         self.bar: tqdm | None = None
+        self.running: dict[str, str] = {}  # key -> dataset / model / seed, in start order
+        self.failed = 0
 
     def start(self, total: int, pending: int) -> None:
         done = total - pending
@@ -40,17 +43,24 @@ class TqdmProgress:
         self.bar = tqdm(total=total, initial=done, unit="run", disable=self.quiet,
                         dynamic_ncols=True)
 
+    def _show(self, detail: str | None = None) -> None:
+        if self.bar is None:
+            return
+        counts = f"{len(self.running)} running" + (f", {self.failed} failed" if self.failed
+                                                    else "")
+        latest = detail or next(reversed(self.running.values()), "")
+        self.bar.set_postfix_str(f"{counts}: {latest}" if latest else counts)
+
     def run_started(self, spec) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"{spec.dataset_label} / {spec.model} / seed {spec.seed}")
+        self.running[spec.key] = f"{spec.dataset_label} / {spec.model} / seed {spec.seed}"
+        self._show()
 
     def run_epoch(self, spec, epoch: int, epochs: int, metric: str, value: float) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"{spec.dataset_label} / {spec.model} / seed {spec.seed}: "
-                                     f"epoch {epoch}/{epochs}, validation {metric} "
-                                     f"{_fmt_metric(metric, value)}")
+        self._show(f"{self.running.get(spec.key, spec.title)}: epoch {epoch}/{epochs}, "
+                   f"validation {metric} {_fmt_metric(metric, value)}")
 
     def run_finished(self, spec, result) -> None:
+        self.running.pop(spec.key, None)
         if result.status == "ok":
             line = (f"{result.metric} test {_fmt_metric(result.metric, result.test_metric)} "
                     f"(train {_fmt_metric(result.metric, result.train_metric)}, "
@@ -60,12 +70,16 @@ class TqdmProgress:
             line = f"DIVERGED at step {result.diverged_step}"
         elif result.status == "skipped":
             line = f"skipped: {result.error}"
+        elif result.status == "timeout":
+            line = f"TIMEOUT: {(result.error or '').splitlines()[0]}"
         else:
             line = f"ERROR: {(result.error or '').splitlines()[0]}"
+        self.failed += result.status in ("error", "timeout")
         if not self.quiet:
             tqdm.write(f"[{result.status:>8}] {spec.title}: {line}")
         if self.bar is not None:
             self.bar.update(1)
+        self._show()
 
     def run_done_elsewhere(self, spec) -> None:
         if not self.quiet:
@@ -82,17 +96,47 @@ class TqdmProgress:
             self.bar.close()
 
 
-def _jobs(args: argparse.Namespace) -> int:
-    """Worker processes for the run: 1 (in this process) unless --executor process."""
-    if args.executor != "process":
-        if args.jobs is not None:
-            raise KanbenchError("--jobs sets the worker processes of --executor process")
-        return 1
-    if args.jobs is not None and args.jobs < 1:
-        raise KanbenchError(f"--jobs must be at least 1, got {args.jobs}")
+def _execution(args: argparse.Namespace, suite_path: str, spec) -> Execution:
+    """Where the runs train: the suite's ``execution`` block, overridden by the command line;
+    every inconsistency is an error before any data is loaded."""
+    from bench.errors import SuiteError
+    from bench.executors import Execution, ray_missing
     from bench.machine import usable_cpus
 
-    return args.jobs or usable_cpus()
+    executor = args.executor or spec.executor
+    if args.jobs is not None and executor != "process":
+        raise KanbenchError("--jobs sets the worker processes of --executor process")
+    if args.address is not None and executor != "ray":
+        raise KanbenchError("--address names the Ray cluster of --executor ray")
+    for flag, value in (("--jobs", args.jobs), ("--retries", args.retries)):
+        if value is not None and value < (1 if flag == "--jobs" else 0):
+            raise KanbenchError(f"{flag} must be at least {1 if flag == '--jobs' else 0}, "
+                                f"got {value}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise KanbenchError(f"--timeout must be a number of seconds above 0, got {args.timeout}")
+    cpus, usable = spec.resources.cpus, usable_cpus()
+    jobs = 1
+    if executor == "process":
+        jobs = args.jobs or spec.jobs or max(1, usable // (cpus or 1))
+        threads = cpus or max(1, usable // jobs)
+        if jobs * threads > usable:
+            where = (f"{suite_path}: execution.resources.cpus" if cpus else "--jobs")
+            raise KanbenchError(
+                f"{jobs} workers x {threads} torch threads exceed the {usable} CPUs this process "
+                f"may use: their timings would be taken under contention ({where}; at most "
+                f"{max(1, usable // threads)} workers of {threads} threads)")
+    if executor == "ray" and (reason := ray_missing()):
+        raise KanbenchError(reason)
+    if executor == "local" and spec.resources.gpus:
+        raise SuiteError(suite_path, "execution.resources.gpus",
+                         "GPUs per run are reserved by executor: ray; the local and process "
+                         "executors use the suite's device")
+    return Execution(
+        executor=executor, jobs=jobs,
+        address=args.address or (spec.address if executor == "ray" else None),
+        cpus=cpus, gpus=spec.resources.gpus,
+        timeout_s=args.timeout if args.timeout is not None else spec.timeout,
+        retries=args.retries if args.retries is not None else spec.retries)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -108,8 +152,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bench.runner import execute
     from bench.store import Store, default_store_path
 
-    jobs = _jobs(args)
     suite = suite_mod.load(args.suite)
+    execution = _execution(args, args.suite, suite.execution)
     name = suite.name or Path(args.suite).stem  # as the planner names the runs' suite
     # Everything that could stop the reports is checked before any data is loaded or trained:
     # the names that become file names, and the reports folder.
@@ -130,8 +174,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         busy = busy_warning(torch.get_num_threads())
         if busy:
             print(f"warning: {busy}", file=sys.stderr)
+        if execution.executor == "local" and execution.cpus:
+            torch.set_num_threads(execution.cpus)
         summary = execute(plan, store, retry_errors=args.retry_errors,
-                          progress=TqdmProgress(quiet=args.quiet), jobs=jobs)
+                          progress=TqdmProgress(quiet=args.quiet), execution=execution)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing new"
     others = f", {summary.elsewhere} by another process" if summary.elsewhere else ""
     redone = (f"; {summary.data_changed} stored on other data were run again"
@@ -338,14 +384,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("suite", help="suite YAML file, e.g. suites/tabular.yaml")
     r.add_argument("--store", help="results store (default results/<suite-name>.sqlite)")
     r.add_argument("--out-dir", default="reports", help="where reports go (default reports/)")
-    r.add_argument("--retry-errors", action="store_true", help="redo runs that failed with an error")
+    r.add_argument("--retry-errors", action="store_true",
+                   help="redo runs that failed with an error or went over the timeout")
     r.add_argument("--no-report", action="store_true", help="do not write reports at the end")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-run lines")
-    r.add_argument("--executor", choices=["local", "process"], default="local",
-                   help="local: every run in this process (default); process: in --jobs local "
-                        "worker processes, each with CPUs / jobs torch threads")
+    r.add_argument("--executor", choices=["local", "process", "ray"],
+                   help="local: every run in this process (the default); process: in --jobs "
+                        "local worker processes, each with CPUs / jobs torch threads; ray: as "
+                        "Ray tasks, here or on a cluster (--address; pip install -e \".[ray]\")"
+                        "; overrides the suite's execution.executor")
     r.add_argument("--jobs", type=int, help="worker processes of --executor process "
-                                            "(default: the CPUs this process may use)")
+                                            "(default: the CPUs this process may use / "
+                                            "execution.resources.cpus)")
+    r.add_argument("--address", help="--executor ray: the cluster to join, 'auto' (the one "
+                                     "started on this node with ray start) or HOST:PORT "
+                                     "(default: start Ray on this machine)")
+    r.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="a run still training after this long is stopped and recorded as "
+                        "'timeout' (overrides execution.timeout)")
+    r.add_argument("--retries", type=int, help="times a run is retried after the worker "
+                                               "running it died (default 1)")
     data_opts(r)
     r.set_defaults(func=_cmd_run)
 

@@ -54,6 +54,7 @@ def kanbench_commit() -> str | None:
 @lru_cache(maxsize=1)
 def _static() -> dict[str, Any]:
     return {
+        "host": platform.node(),  # on a cluster, the node a run trained on
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": _cpu_name(),

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Protocol
 
 import adapters
 from bench import machine
-from bench.callbacks import Callback, EpochProgress
+from bench.callbacks import Callback, Deadline, EpochProgress
 from bench.data_identity import content_hash
 from bench.datasets import cached_dataset, dataset_entry
 from bench.envinfo import environment
-from bench.executors import Finished, WorkerPool
+from bench.executors import Execution, Finished
 from bench.records import FINISHED, RunResult, RunSpec, metric_for_task
 from bench.store import Store, reusable
 from bench.train import fit
@@ -61,10 +61,14 @@ class Summary:
 
 
 def run_one(spec: RunSpec, data_dir: str | Path | None = None,
-            callbacks: list[Callback] | None = None) -> RunResult:
+            callbacks: list[Callback] | None = None,
+            timeout_s: float | None = None) -> RunResult:
     """Train one specification (loading its dataset from ``data_dir``, or the loaders' default
     folders), or describe why its adapter cannot run. ``callbacks`` are added to the ones the
-    specification asks for (tests and interactive use: an executor passes none)."""
+    specification asks for (tests and interactive use: an executor passes none). A run still
+    training ``timeout_s`` after this call (data loading included) stops at its next step and
+    is recorded as ``timeout``."""
+    started = time.monotonic()
     adapter = adapters.get(spec.adapter)
     reason = adapter.unavailable_reason()
     if reason is not None:
@@ -78,30 +82,37 @@ def run_one(spec: RunSpec, data_dir: str | Path | None = None,
             f"the data loaded for this run (content hash {loaded}) is not the data it was "
             f"planned on ({spec.data_hash}): a data file changed meanwhile; run the suite again "
             f"with --retry-errors"))
+    extra = list(callbacks or [])
+    if timeout_s is not None:
+        extra.append(Deadline(timeout_s, started))
     before = machine.sample()
-    result = fit(spec, data, adapter, callbacks)
+    result = fit(spec, data, adapter, extra)
     result.data_hash = loaded
     result.record("others_cpu_load", machine.others_load(before, machine.sample()))
+    if timeout_s is not None:
+        result.record("timeout_s", timeout_s)
     return result
 
 
 def execute(plan: Plan, store: Store, *, retry_errors: bool = False,
             progress: Progress | None = None,
             callbacks: list[Callback] | None = None, poll_s: float = 2.0,
-            jobs: int = 1) -> Summary:
+            execution: Execution = Execution()) -> Summary:
     """Run every pending spec of ``plan`` and store each result as soon as it is done.
 
     Pending: not stored yet, stored on other data (the content hash differs), stored as
-    ``skipped`` (the adapter may have been installed since), or stored as ``error`` when
-    ``retry_errors``. Each run is claimed in the store before it starts, so several processes
-    on one store share the work: a run another live process holds is left to it, and this
-    process waits for those at the end (taking over any whose process has gone).
+    ``skipped`` (the adapter may have been installed since), or stored as ``error`` or
+    ``timeout`` when ``retry_errors``. Each run is claimed in the store before it starts, so
+    several processes on one store share the work: a run another live process holds is left to
+    it, and this process waits for those at the end (taking over any whose process has gone).
 
-    ``jobs`` > 1 runs them in that many local worker processes (:mod:`bench.executors`; no
-    ``callbacks``, no per-epoch progress); this process alone writes the store.
+    ``execution`` says where runs train: in this process, or in worker processes or Ray tasks
+    (:mod:`bench.executors`; no ``callbacks``, no per-epoch progress), whose results this
+    process alone writes to the store as they arrive. Every run records the executor and the
+    most runs that were in flight while it ran (``concurrent_runs``).
     """
-    if jobs > 1 and callbacks:
-        raise ValueError("callbacks run in this process: use jobs=1 with callbacks")
+    if execution.executor != "local" and callbacks:
+        raise ValueError("callbacks run in this process: use the local executor with callbacks")
     stored = store.statuses()
     hashes = store.data_hashes()
     summary = Summary(total=len(plan.runs))
@@ -119,16 +130,17 @@ def execute(plan: Plan, store: Store, *, retry_errors: bool = False,
     env = environment(plan.runs[0].device) if plan.runs else {}
     if progress:
         progress.start(summary.total, len(pending))
-    pool = WorkerPool(jobs, plan.data_dir) if jobs > 1 else None
+    pool = execution.pool(plan.data_dir) if pending else None
     beats: dict[str, ExitStack] = {}  # the claims the workers' runs hold, kept alive
 
     def finish(done: list[Finished]) -> None:
         for f in done:
-            f.result.record("concurrent_runs", jobs)
+            f.result.record("executor", execution.executor)
+            f.result.record("concurrent_runs", f.concurrent)
             if f.attempts > 1:
                 f.result.record("attempts", f.attempts)
             try:
-                _save(f.spec, f.result, store, env, stored, summary, progress)
+                _save(f.spec, f.result, store, f.env or env, stored, summary, progress)
             finally:
                 beats.pop(f.spec.key).close()
                 store.release(f.spec.key)
@@ -157,7 +169,7 @@ def execute(plan: Plan, store: Store, *, retry_errors: bool = False,
                 try:
                     with store.heartbeat(spec.key):
                         _run_and_save(spec, plan, store, env, stored, summary, progress,
-                                      callbacks)
+                                      callbacks, execution.timeout_s)
                 finally:
                     store.release(spec.key)  # no-op once saved (the save removes the claim)
             while pool is not None and pool.busy():
@@ -183,12 +195,13 @@ def execute(plan: Plan, store: Store, *, retry_errors: bool = False,
 
 def _run_and_save(spec: RunSpec, plan: Plan, store: Store, env: dict, stored: dict,
                   summary: Summary, progress: Progress | None,
-                  callbacks: list[Callback] | None) -> None:
+                  callbacks: list[Callback] | None, timeout_s: float | None) -> None:
     extra = list(callbacks or [])
     if progress:
         progress.run_started(spec)
         extra.append(EpochProgress(lambda *epoch: progress.run_epoch(spec, *epoch)))
-    result = run_one(spec, plan.data_dir, extra)
+    result = run_one(spec, plan.data_dir, extra, timeout_s)
+    result.record("executor", "local")
     result.record("concurrent_runs", 1)
     _save(spec, result, store, env, stored, summary, progress)
 

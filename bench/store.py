@@ -536,10 +536,10 @@ def _same_data(stored: str | None, planned: str | None) -> bool:
 def reusable(status: str | None, stored_hash: str | None, planned_hash: str | None,
              retry_errors: bool = False) -> bool:
     """Whether a stored run (``status`` None: not stored) stands, rather than being run: a
-    finished run on the same data, or an error unless errors are retried."""
+    finished run on the same data, or an error or a timeout unless errors are retried."""
     if status in FINISHED:
         return _same_data(stored_hash, planned_hash)
-    return status == "error" and not retry_errors
+    return status in ("error", "timeout") and not retry_errors
 
 
 def _now() -> str:

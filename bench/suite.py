@@ -274,6 +274,40 @@ class ShockPlan(_Strict):
                 for v in self.sigma]
 
 
+class Resources(_Strict):
+    """What one run is given: ``cpus`` torch threads (and, under Ray, the CPUs it reserves),
+    ``gpus`` the GPUs Ray reserves for it (a fraction shares one)."""
+
+    cpus: int | None = Field(None, ge=1, description="default: process, the CPUs / jobs; "
+                             "ray, 1")
+    gpus: float = Field(0, ge=0)
+
+
+class ExecutionSpec(_Strict):
+    """How a suite's runs are executed; the command line's ``--executor``, ``--jobs``,
+    ``--address``, ``--timeout`` and ``--retries`` override it. Not part of any run's key:
+    results do not depend on it (timings aside, recorded with each run)."""
+
+    executor: Literal["local", "process", "ray"] = "local"
+    jobs: int | None = Field(None, ge=1, description="process: worker processes (default: "
+                             "the usable CPUs / resources.cpus)")
+    address: str | None = Field(None, min_length=1, description="ray: a running cluster, "
+                                "'auto' or HOST:PORT (default: start Ray on this machine)")
+    resources: Resources = Resources()
+    timeout: float | None = Field(None, gt=0, description="seconds a run may take; a run over "
+                                  "it is stopped and recorded as 'timeout'")
+    retries: int = Field(1, ge=0, le=10, description="times a run is retried after the worker "
+                         "running it died")
+
+    @model_validator(mode="after")
+    def _options_of_the_executor(self) -> ExecutionSpec:
+        if self.jobs is not None and self.executor != "process":
+            raise ValueError("jobs sets the worker processes of executor: process")
+        if self.address is not None and self.executor != "ray":
+            raise ValueError("address names the Ray cluster of executor: ray")
+        return self
+
+
 class Suite(_Strict):
     name: str | None = None
     description: str = ""
@@ -293,6 +327,8 @@ class Suite(_Strict):
     budget: BudgetSpec | None = Field(
         None, description="default budget for every model without its own (params targets only)"
     )
+    execution: ExecutionSpec = Field(ExecutionSpec(), description="executor, per-run "
+                                     "resources, timeout and retries")
     datasets: list[DatasetEntry] = Field(min_length=1)
     models: list[ModelEntry] = Field(min_length=1)
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from adapters import Adapter, AdapterError
-from bench.callbacks import Callback, FitState, callbacks_for
+from bench.callbacks import Callback, FitState, RunTimeout, callbacks_for
 from bench.datasets import Dataset
 from bench.init import apply_init
 from bench.losses import task_loss
@@ -125,6 +125,8 @@ def fit(spec: RunSpec, data: Dataset, adapter: Adapter,
         _fit(spec, data, adapter, device, callbacks, result)
     except Diverged as exc:
         result.status, result.error, result.diverged_step = "diverged", str(exc), exc.step
+    except RunTimeout as exc:  # the epochs measured so far stay in the result
+        result.status, result.error = "timeout", str(exc)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # one failing model must not stop the suite

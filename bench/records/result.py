@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, NamedTuple
 
-Status = Literal["ok", "diverged", "error", "skipped"]
+Status = Literal["ok", "diverged", "error", "skipped", "timeout"]
 Scalar = float | int | str | None
 
 

@@ -501,9 +501,15 @@ def build_context(store: Store | MergedStores, out_dir: Path, suite_name: str,
             if r.unverified:
                 notes.append(f"{r.unverified} on data that failed its published checksum "
                              f"(verify_checksum: false)")
+            if r.timeouts:
+                notes.append(f"{r.timeouts} stopped at the timeout ({r.timeout_s:g} s)")
             if r.busy:
                 notes.append(f"timings of {r.busy} taken while other processes kept the "
                              f"cores busy: not comparable")
+            if r.concurrent:
+                notes.append(f"timings of {r.concurrent} taken with up to {r.concurrent_max} "
+                             f"runs at once (worker processes or Ray): they compare with "
+                             f"runs timed alike, not with runs timed alone")
             if r.warmup_time_s_n:  # the first compilation, then runs that reused it
                 notes.append(f"warm-up (torch.compile, not in train time): longest "
                              f"{r.warmup_time_s_max:.3g} s, median {r.warmup_time_s_median:.3g} s "

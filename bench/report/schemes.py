@@ -29,11 +29,12 @@ class DivergenceTables(NamedTuple):
 
 def _counts(g: pd.DataFrame) -> dict[str, Any]:
     """``runs`` are the runs that trained to an outcome (ok or diverged): a skipped run never
-    trained, and a failed one (error) stopped before its outcome was known, so neither is in
-    the rate's denominator; both are counted apart."""
+    trained, and a failed one (error, or stopped at the timeout) stopped before its outcome
+    was known, so neither is in the rate's denominator; both are counted apart."""
     trained = int(g.status.isin(("ok", "diverged")).sum())
     diverged = int((g.status == "diverged").sum())
-    return {"runs": trained, "diverged": diverged, "failed": int((g.status == "error").sum()),
+    return {"runs": trained, "diverged": diverged,
+            "failed": int(g.status.isin(["error", "timeout"]).sum()),
             "skipped": int((g.status == "skipped").sum()),
             "rate": diverged / trained if trained else math.nan}
 

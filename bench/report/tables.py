@@ -106,6 +106,16 @@ def summarise(runs: pd.DataFrame, value_names: list[str] = ()) -> pd.DataFrame:
                                            .astype(float))).sum()),
             "unverified": int(g._unverified.sum()),
             "busy": int(ok._busy.sum()),
+            "timeouts": int((g.status == "timeout").sum()),
+            "timeout_s": float(pd.to_numeric(g.timeout_s, errors="coerce").max())
+            if "timeout_s" in g and (g.status == "timeout").any() else math.nan,
+            # timed beside other runs (worker processes, Ray tasks): they share memory
+            # bandwidth and caches, so their times compare with each other, not with runs
+            # timed alone
+            "concurrent": int((pd.to_numeric(ok.concurrent_runs, errors="coerce") > 1).sum())
+            if "concurrent_runs" in ok else 0,
+            "concurrent_max": int(pd.to_numeric(ok.concurrent_runs, errors="coerce").max())
+            if "concurrent_runs" in ok and ok.concurrent_runs.notna().any() else 1,
         }
         for col in AGGREGATED:
             row[f"{col}_mean"], row[f"{col}_std"] = mean_std(ok[col])
