@@ -18,10 +18,11 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ValidationError
 
 from adapters.flops import Flops  # noqa: F401 - part of the adapter interface (defined torch-free)
 from adapters.spec import Family, ModelSpec
@@ -125,6 +126,14 @@ class Adapter(ABC):
     spec_fields: ClassVar[frozenset[str]] = frozenset(ModelSpec.model_fields) - {"grid_schedule"}
     #: keys of ``ModelSpec.options`` this adapter understands
     option_keys: ClassVar[frozenset[str]] = frozenset()
+    #: a KAN family's own hyper-parameters (degree, frequencies, centres...), read from
+    #: ``ModelSpec.options`` and validated by this pydantic model (fields, defaults, bounds);
+    #: the planner stores them with defaults filled in, so every run's configuration, key and
+    #: export hold the values it trained with. None: the options are checked by
+    #: :attr:`option_keys` and the adapter alone (the B-spline adapters).
+    hyper: ClassVar[type[BaseModel] | None] = None
+    #: what a KAN's edge functions are made of, shown by ``bench list adapters``
+    basis: ClassVar[str] = "b-spline"
 
     # -- availability and provenance -------------------------------------------------------
     def unavailable_reason(self) -> str | None:
@@ -249,11 +258,39 @@ class Adapter(ABC):
             }
 
     # -- helpers for subclasses ------------------------------------------------------------
+    def hyperparameters(self, spec: ModelSpec) -> BaseModel:
+        """The family hyper-parameters ``spec.options`` gives (see :attr:`hyper`), validated;
+        :class:`AdapterError` names the option and what it expects."""
+        if self.hyper is None:
+            raise AdapterError(f"adapter '{self.name}' has no family hyper-parameters")
+        self._reject_unknown_options(spec, frozenset(self.hyper.model_fields))
+        try:
+            return self.hyper.model_validate(spec.options)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"options.{'.'.join(str(p) for p in e['loc']) or '?'}: {e['msg']}"
+                for e in exc.errors())
+            raise AdapterError(f"adapter '{self.name}': {problems}") from None
+
+    def resolve_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` as a run stores them: a family's hyper-parameters with every default
+        filled in (validated); other adapters' unchanged."""
+        if self.hyper is None:
+            return dict(options)
+        return self.hyperparameters(ModelSpec(options=options)).model_dump(mode="json")
+
     def check_options(self, spec: ModelSpec) -> None:
-        """Reject option keys outside :attr:`option_keys` (their values are the adapter's to check)."""
-        unknown = sorted(set(spec.options) - self.option_keys)
+        """Reject option keys outside :attr:`option_keys` (their values are the adapter's to
+        check), or, for a family with :attr:`hyper`, any option it does not validate."""
+        if self.hyper is not None:
+            self.hyperparameters(spec)
+            return
+        self._reject_unknown_options(spec, self.option_keys)
+
+    def _reject_unknown_options(self, spec: ModelSpec, keys: frozenset[str]) -> None:
+        unknown = sorted(set(spec.options) - keys)
         if unknown:
-            known = ", ".join(sorted(self.option_keys)) or "none"
+            known = ", ".join(sorted(keys)) or "none"
             raise AdapterError(
                 f"adapter '{self.name}' does not understand option(s) {unknown}; "
                 f"it accepts: {known}"

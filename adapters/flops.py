@@ -129,6 +129,9 @@ class LayerWork:
 
     #: matrix products of input-derived features with the layer's weights
     matmul: int = 0
+    #: matrix products of features that depend on trained parameters even in the first layer
+    #: (FastKAN's basis after its learned layer norm) with the layer's weights
+    matmul_learned_input: int = 0
     #: matrix products of input-derived values with a constant table (no weight gradient)
     matmul_const: int = 0
     #: gather contractions of input-derived values with the weights (not matrix products)
@@ -164,7 +167,7 @@ def flops_of(layers: Iterable[LayerWork], nominal: float | None) -> Flops:
       that needs a gradient: the weights always (the weight gradient), the layer's input
       features except in the first layer, whose input needs no gradient (so ``matmul`` and
       ``gather`` cost 1x there, 2x elsewhere; ``matmul_const``, whose table is constant, 0x in
-      the first layer and 1x elsewhere);
+      the first layer and 1x elsewhere; ``matmul_learned_input`` 2x everywhere);
     * an elementwise op costs what it costs forward, except the first layer's work on its
       input alone (``on_input``: basis, base activation), which needs no gradient.
 
@@ -174,13 +177,15 @@ def flops_of(layers: Iterable[LayerWork], nominal: float | None) -> Flops:
     impl = matmul = train = train_matmul = 0
     for index, w in enumerate(layers):
         first = index == 0
-        forward = w.matmul + w.matmul_const + w.gather + w.on_input + w.after
-        backward_matmul = (1 if first else 2) * w.matmul + (0 if first else 1) * w.matmul_const
+        products = w.matmul + w.matmul_const + w.matmul_learned_input
+        forward = products + w.gather + w.on_input + w.after
+        backward_matmul = ((1 if first else 2) * w.matmul + (0 if first else 1) * w.matmul_const
+                           + 2 * w.matmul_learned_input)
         backward = backward_matmul + (1 if first else 2) * w.gather + w.after + (0 if first else w.on_input)
         impl += forward
-        matmul += w.matmul + w.matmul_const
+        matmul += products
         train += forward + backward
-        train_matmul += w.matmul + w.matmul_const + backward_matmul
+        train_matmul += products + backward_matmul
     return Flops(
         nominal=None if nominal is None else float(nominal),
         impl=float(impl),

@@ -20,6 +20,7 @@ _BUILTIN = {
     "efficient_kan": "adapters.efficient_kan:EfficientKANAdapter",
     "native": "adapters.native:NativeAdapter",
     "inkan": "adapters.inkan:InkanAdapter",
+    "fastkan": "adapters.fastkan:FastKANAdapter",
 }
 
 _registered: dict[str, Adapter] = {}

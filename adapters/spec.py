@@ -68,7 +68,17 @@ class ModelSpec(BaseModel):
     def describe(self, family: str) -> str:
         """Short human-readable architecture, used in reports and the budget table."""
         shape = "[" + ", ".join(str(h) for h in self.hidden) + "]"
+        if family == "kan" and "basis" in self.options:  # a family with its own settings
+            settings = " ".join(f"{key}={_short(value)}" for key, value in self.options.items()
+                                if key != "basis")
+            return f"hidden={shape} {self.options['basis']} {settings}".rstrip()
         if family == "kan":
             grids = "->".join(str(g) for g in (self.grid, *(g for _, g in self.grid_schedule)))
             return f"hidden={shape} G={grids} k={self.k}"
         return f"hidden={shape} {self.activation}"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_short(v) for v in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)

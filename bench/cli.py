@@ -127,7 +127,7 @@ def _execution(args: argparse.Namespace, suite_path: str, spec) -> Execution:
                 f"{max(1, usable // threads)} workers of {threads} threads)")
     if executor == "ray" and (reason := ray_missing()):
         raise KanbenchError(reason)
-    if executor == "local" and spec.resources.gpus:
+    if executor != "ray" and spec.resources.gpus:
         raise SuiteError(suite_path, "execution.resources.gpus",
                          "GPUs per run are reserved by executor: ray; the local and process "
                          "executors use the suite's device")
@@ -330,11 +330,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     if args.what in ("adapters", "all"):
         print("adapters:")
+        print(f"  {'name':<16} {'family':<6} {'basis':<13} {'provider':<16} {'version':<14} state")
         for name in adapters.names():
             a = adapters.get(name)
             reason = a.unavailable_reason()
             state = "available" if reason is None else f"unavailable: {reason}"
-            print(f"  {name:<16} {a.family:<4} {state}")
+            basis = a.basis if a.family == "kan" else "-"
+            library = a.provenance() if reason is None else {}
+            print(f"  {name:<16} {a.family:<6} {basis:<13} "
+                  f"{library.get('provider', '-'):<16} {library.get('version', '-'):<14} {state}")
     if args.what in ("datasets", "all"):
         print("datasets:")
         for name in dataset_names():

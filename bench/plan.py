@@ -80,9 +80,12 @@ def resolve_data_dir(cli: str | Path | None, suite_dir: str | None) -> Path | No
     return Path(chosen).expanduser() if chosen is not None else None
 
 
-def _template(m: ModelEntry) -> ModelSpec:
+def _template(m: ModelEntry, adapter: adapters.Adapter) -> ModelSpec:
+    """The model's architecture before its widths are solved; a KAN family's hyper-parameters
+    with their defaults filled in (they are part of what the run trained with)."""
     return ModelSpec(grid=m.grid, k=m.k, activation=m.activation, grid_range=m.grid_range,
-                     options=m.options, grid_schedule=tuple(map(tuple, m.grid_schedule)))
+                     options=adapter.resolve_options(m.options),
+                     grid_schedule=tuple(map(tuple, m.grid_schedule)))
 
 
 def resolve_models(suite: Suite, in_dim: int, out_dim: int, where: str) -> dict[str, Solved]:
@@ -96,10 +99,10 @@ def resolve_models(suite: Suite, in_dim: int, out_dim: int, where: str) -> dict[
             return solved[name]
         m = by_name[name]
         adapter = adapters.get(m.adapter)
-        template = _template(m)
         budget = m.budget or (suite.budget if m.hidden is None or None in m.hidden else None)
         what = f"{where}, model '{m.name}'"
         try:
+            template = _template(m, adapter)
             if budget is None:
                 spec = template.model_copy(update={"hidden": tuple(m.hidden or ())})
                 result = Solved(spec, adapter.param_count(spec, in_dim, out_dim))

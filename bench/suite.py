@@ -621,6 +621,11 @@ def _check_references(suite: Suite, path: str) -> None:
             raise SuiteError(path, f"models[{i}].{unused[0]}",
                              f"adapter '{m.adapter}' does not use '{unused[0]}' (it reads: "
                              f"{', '.join(sorted(adapter.spec_fields))}); remove it")
+        if adapter.hyper is not None:  # a family's hyper-parameters, checked before any data
+            try:
+                adapter.resolve_options(m.options)
+            except adapters.AdapterError as exc:
+                raise SuiteError(path, f"models[{i}].options", str(exc)) from None
         for scheme, training in schemes:  # what a scheme asks of every model's adapter
             try:
                 check_init(adapter, training.init)

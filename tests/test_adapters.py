@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +232,14 @@ def test_register_plugin_adapter():
     assert a.count_params(model) == a.param_count(ModelSpec(), 4, 2) == 10
     with pytest.raises(AdapterError, match="already registered"):
         adapters.register(_LinearAdapter)
+
+
+@pytest.mark.parametrize("name", adapters.names())
+def test_building_and_training_leave_the_working_directory_alone(name, tmp_path, monkeypatch):
+    """No adapter changes the working directory or writes into it (ikan's modules, pykan's
+    checkpoints would)."""
+    monkeypatch.chdir(tmp_path)
+    a = available(name)
+    model = a.build(SPEC, 3, 2, seed=0)
+    model(torch.rand(5, 3)).sum().backward()
+    assert Path.cwd() == tmp_path and not list(tmp_path.iterdir())

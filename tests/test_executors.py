@@ -176,13 +176,17 @@ def test_a_timed_out_run_is_kept_unless_errors_are_retried(write_suite, tmp_path
     assert again.statuses == {"timeout": 1}
 
 
-def test_process_workers_stop_runs_at_the_timeout(write_suite, tmp_path):
-    plan = _plan(write_suite, LONG.replace("seeds: [0]", "seeds: [0, 1]"))
-    with Store(tmp_path / "s.sqlite") as s:
-        summary = execute(plan, s, execution=Execution("process", jobs=2, timeout_s=1.5))
+def test_a_suites_execution_block_runs_process_workers_with_a_timeout(write_suite, tmp_path,
+                                                                     capsys):
+    path = write_suite(LONG.replace("seeds: [0]", "seeds: [0, 1]")
+                       + "execution: {executor: process, jobs: 2, timeout: 1.5}\n")
+    store = tmp_path / "s.sqlite"
+    assert main(["run", str(path), "--store", str(store), "--no-report", "-q"]) == 0
+    assert "ran 2 (2 timeout)" in capsys.readouterr().out
+    with Store(store, readonly=True) as s:
         runs = s.runs()
-    assert summary.statuses == {"timeout": 2}
-    assert (runs.epochs > 0).all() and set(runs.executor) == {"process"}
+    assert set(runs.status) == {"timeout"} and (runs.epochs > 0).all()
+    assert set(runs.executor) == {"process"} and set(runs.timeout_s) == {1.5}
 
 
 def sleep_on_seed_zero(spec, data_dir, threads, timeout_s):
@@ -227,6 +231,9 @@ def test_bad_execution_settings_are_refused_before_training(write_suite, capsys)
     cpus = write_suite(SUITE + f"execution: {{executor: process, resources: {{cpus: {too_many}}}}}\n")
     assert main(["run", str(cpus), "--no-report"]) == 2
     assert "execution.resources.cpus" in capsys.readouterr().err
+    gpus = write_suite(SUITE + "execution: {executor: process, resources: {gpus: 1}}\n")
+    assert main(["run", str(gpus), "--no-report"]) == 2
+    assert "execution.resources.gpus" in capsys.readouterr().err
 
 
 def test_a_suite_names_a_misplaced_execution_option(write_suite):

@@ -183,7 +183,8 @@ def test_a_shock_suite_exports_and_reports_resilience_against_controls(write_sui
     assert "sigma=" not in main_tables
 
 
-@pytest.mark.parametrize("adapter", ["native", "efficient_kan", "pykan", "inkan"])
+@pytest.mark.parametrize("adapter", [n for n in adapters.names()
+                                     if adapters.get(n).family == "kan"])
 @pytest.mark.parametrize("target", ["coefficients", "all"])
 def test_a_shock_changes_exactly_the_targeted_tensors_of_every_kan(adapter, target):
     from bench.callbacks import ShockCallback
