@@ -8,10 +8,7 @@ efficient-kan's own defaults passed explicitly, so both providers build the same
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 
 import torch
@@ -51,9 +48,6 @@ EFFICIENT_KAN_DEFAULTS: dict[str, object] = {
     "grid_eps": 0.02,
 }
 
-# Private module name for ikan/KAN.py loaded on its own (see _load_ikan_kan).
-_IKAN_STANDALONE = "_kanbench_ikan_KAN"
-
 
 @dataclass(frozen=True)
 class _Provider:
@@ -63,34 +57,12 @@ class _Provider:
 
 
 def _load_ikan_kan() -> ModuleType:
-    """ikan's ``KAN.py`` module, without executing the ``ikan`` package ``__init__``.
+    """ikan's ``KAN.py`` module, without executing the ``ikan`` package ``__init__`` (see
+    :func:`adapters.ikan_families.load_ikan_file`: it changes the working directory, prints,
+    and pulls in triton and timm; on a CPU-only torch without triton it fails outright)."""
+    from adapters.ikan_families import load_ikan_file
 
-    Importing the package runs ``ikan/GroupKAN.py``, which calls ``os.chdir`` into
-    site-packages and prints the new cwd, and pulls in triton and timm (about 1.5 s; on a
-    CPU-only torch without triton the import fails outright). ``KAN.py`` itself only needs
-    torch and torchinfo, so it is loaded from the installed file under a private name. If
-    something already imported ``ikan``, that module is reused.
-    """
-    if "ikan.KAN" in sys.modules:
-        return sys.modules["ikan.KAN"]
-    if _IKAN_STANDALONE in sys.modules:
-        return sys.modules[_IKAN_STANDALONE]
-    spec = importlib.util.find_spec("ikan")  # a top-level spec: the package is not executed
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("No module named 'ikan'")
-    path = Path(next(iter(spec.submodule_search_locations))) / "KAN.py"
-    file_spec = importlib.util.spec_from_file_location(_IKAN_STANDALONE, path)
-    if file_spec is None or file_spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(file_spec)
-    # Registered so that classes pickle within this process (state_dict works everywhere).
-    sys.modules[_IKAN_STANDALONE] = module
-    try:
-        file_spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[_IKAN_STANDALONE]
-        raise
-    return module
+    return load_ikan_file("KAN")
 
 
 class EfficientKANNet(nn.Module):

@@ -21,6 +21,11 @@ _BUILTIN = {
     "native": "adapters.native:NativeAdapter",
     "inkan": "adapters.inkan:InkanAdapter",
     "fastkan": "adapters.fastkan:FastKANAdapter",
+    "chebyshev_kan": "adapters.ikan_families:ChebyshevKANAdapter",
+    "fourier_kan": "adapters.ikan_families:FourierKANAdapter",
+    "jacobi_kan": "adapters.ikan_families:JacobiKANAdapter",
+    "taylor_kan": "adapters.ikan_families:TaylorKANAdapter",
+    "wavelet_kan": "adapters.ikan_families:WaveletKANAdapter",
 }
 
 _registered: dict[str, Adapter] = {}

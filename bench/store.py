@@ -474,7 +474,7 @@ class Store:
         df = self.runs()
         headline = df[[c for c in EXPORT_COLUMNS if c in df.columns]]
         return pd.concat([headline, training_columns(df.config_json),
-                          df[self.value_names()]], axis=1)
+                          option_columns(df.config_json), df[self.value_names()]], axis=1)
 
 
 def training_columns(configs: pd.Series) -> pd.DataFrame:
@@ -489,6 +489,19 @@ def training_columns(configs: pd.Series) -> pd.DataFrame:
     table = pd.DataFrame.from_records(rows, index=configs.index)
     return table.rename(columns={c: f"training_{c}" for c in table.columns
                                  if c in _RUN_COLUMN_NAMES})
+
+
+def option_columns(configs: pd.Series) -> pd.DataFrame:
+    """Each run's model options as columns ``option_<key>``: a KAN family's hyper-parameters
+    (``option_basis``, ``option_degree``, ``option_centres``...), stored with their defaults
+    filled in, and an implementation's settings (``option_contraction``); empty where a run's
+    model has none. Lists are written as JSON text (``option_range`` ``[-2.0, 2.0]``)."""
+    rows = []
+    for config in configs:
+        options = json.loads(config).get("arch", {}).get("options", {})
+        rows.append({f"option_{k}": json.dumps(v) if isinstance(v, (list, dict)) else v
+                     for k, v in _flat(options).items()})
+    return pd.DataFrame.from_records(rows, index=configs.index)
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -116,3 +116,19 @@ def test_the_readme_comparison_with_the_cubic_bspline():
     u = np.linspace(0, 1, 1001)
     total = sum(np.exp(-(u - j) ** 2) for j in range(-20, 21))
     assert np.abs(total / np.sqrt(np.pi) - 1).max() < 2e-4
+
+
+def test_the_export_has_each_runs_family_hyperparameters(write_suite, tmp_path):
+    from bench.runner import execute
+    from bench.store import Store
+
+    path = write_suite(SUITE.replace("  - {name: mlp, adapter: mlp, budget: {match: rbf}}\n",
+                                     "  - {name: cheb, adapter: chebyshev_kan, hidden: [3], "
+                                     "options: {degree: 4}}\n"))
+    plan = build_plan(suite_mod.load(path), path)
+    with Store(tmp_path / "s.sqlite") as store:
+        assert execute(plan, store).statuses == {"ok": 2}
+        export = store.export().set_index("model")
+    assert export.option_centres["rbf"] == 6 and export.option_range["rbf"] == "[-2.0, 2.0]"
+    assert export.option_degree["cheb"] == 4 and export.option_scale_cheby["cheb"] == 0.3
+    assert export.option_basis.to_dict() == {"rbf": "gaussian_rbf", "cheb": "chebyshev"}

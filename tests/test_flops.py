@@ -58,7 +58,14 @@ VARIANTS: dict[str, list[dict]] = {
     "pykan": [{}, {"affine_trainable": True}],
     "fastkan": [{}, {"centres": 5, "base_activation": None}, {"layer_norm": False,
                                                              "base_activation": "gelu"}],
+    "chebyshev_kan": [{}, {"degree": 3, "use_bias": True, "base_activation": "relu"}],
+    "fourier_kan": [{}, {"num_frequencies": 2, "use_bias": False}],
+    "jacobi_kan": [{}, {"degree": 1}, {"degree": 3, "a": 0.5, "b": 2.0}],
+    "taylor_kan": [{}, {"order": 1}, {"order": 5}],
+    "wavelet_kan": [{"wavelet_type": w} for w in ("mexican_hat", "morlet", "dog", "shannon")],
 }
+#: options whose work depends on the data: their FLOPs are an upper bound (checked as such)
+DATA_DEPENDENT: dict[str, list[dict]] = {"wavelet_kan": [{"wavelet_type": "meyer"}]}
 
 SHAPES = [((5,), 3, 2), ((4, 3), 5, 3), ((5,), 5, 3), ((4, 3), 3, 2)]  # hidden, G, k
 
@@ -77,9 +84,14 @@ def _cases(backward: bool = False):
         for options in VARIANTS.get(name, [{}]):
             if backward and name == "native" and options.get("contraction") in _OWN_BACKWARD:
                 continue
+            seen = set()
             for hidden, grid, k in SHAPES:
                 if name == "inkan" and k != 3:
                     continue
+                if adapters.get(name).hyper is not None:  # no grid: one case per depth
+                    if hidden in seen:
+                        continue
+                    seen.add(hidden)
                 label = ",".join(f"{key}={value}" for key, value in options.items())
                 yield pytest.param(name, ModelSpec(hidden=hidden, grid=grid, k=k, options=options),
                                    id=f"{name}[{label}]-{'x'.join(map(str, hidden))}-G{grid}-k{k}")
@@ -100,10 +112,10 @@ _FREE = frozenset(
     "view _unsafe_view reshape expand permute transpose t unsqueeze squeeze slice select alias "
     "detach clone copy_ _to_copy contiguous cat stack index index_select embedding gather scatter "
     "scatter_ new_zeros new_empty zeros zeros_like ones_like empty empty_like full fill_ zero_ "
-    "arange eye lift_fresh split narrow as_strided".split())
+    "arange eye lift_fresh split narrow as_strided index_put_".split())
 _ELEMENTWISE = frozenset(
     "add add_ sub sub_ rsub mul mul_ div div_ neg floor clamp clamp_ clamp_min ge gt le lt eq ne "
-    "where nan_to_num nan_to_num_ exp".split())
+    "where nan_to_num nan_to_num_ exp cos sin acos pow sinc abs".split())
 
 
 class OpCount(TorchDispatchMode):
@@ -206,6 +218,15 @@ def test_impl_prices_every_op_the_forward_executes(name, spec):
     total, matmul = _per_sample(_model(name, spec))
     flops = available(name).flops(spec, IN, OUT)
     assert (total, matmul) == (flops.impl, flops.impl_matmul)
+
+
+@pytest.mark.parametrize("name, options", [(n, o) for n, opts in DATA_DEPENDENT.items()
+                                           for o in opts])
+def test_data_dependent_work_is_priced_as_an_upper_bound(name, options):
+    spec = ModelSpec(hidden=(5,), options=options)
+    total, matmul = _per_sample(_model(name, spec))
+    flops = available(name).flops(spec, IN, OUT)
+    assert matmul == flops.impl_matmul and 0 < total <= flops.impl
 
 
 @pytest.mark.parametrize("contraction, impl", [

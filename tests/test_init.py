@@ -21,7 +21,13 @@ from adapters.base import INIT_DRAWN_ROLES, INIT_FILLED_ROLES, InitTarget
 from bench.init import INIT_NAMES, apply_init, check_init, init_seed, init_scale, parse_init
 from helpers import available
 
-ADAPTERS = ["mlp", "native", "efficient_kan", "pykan", "inkan"]
+ADAPTERS = ["mlp", "native", "efficient_kan", "pykan", "inkan", "fastkan", "chebyshev_kan",
+            "fourier_kan", "jacobi_kan", "taylor_kan", "wavelet_kan"]
+#: coefficients per edge of the families at their default options, and whether a bias
+FAMILY_BASES = {"chebyshev_kan": (8, False), "fourier_kan": (10, True), "jacobi_kan": (6, True),
+                "taylor_kan": (3, True)}
+FAMILY_COEFFICIENTS = {"chebyshev_kan": "cheby_coeffs", "fourier_kan": "fourier_coeffs",
+                       "jacobi_kan": "jacobi_coeffs", "taylor_kan": "taylor_coeffs"}
 INITS = ["kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "normal(0.1)"]
 
 # in != hidden != out, so a swapped fan_in/fan_out changes every kaiming std (by sqrt(2) and
@@ -67,6 +73,23 @@ def expected_targets(name: str) -> list[tuple[str, slice | None, str, int | None
                 (f"layers.{l}.weight", slice(0, n), "spline_coefficients", a * (G + 3), b * (G + 3)),
                 (f"layers.{l}.weight", slice(n, n + a), "base_weight", a, b),
             ]
+        elif name == "fastkan":  # 8 centres; the layer norm keeps its start
+            out += [(f"{l}.spline_weight", None, "spline_coefficients", a * 8, b * 8),
+                    (f"{l}.base.weight", None, "base_weight", a, b),
+                    (f"{l}.base.bias", None, "bias", None, None)]
+        elif name in FAMILY_BASES:
+            k, bias = FAMILY_BASES[name]
+            out += [(f"layers.{l}.base_weight", None, "base_weight", a, b),
+                    (f"layers.{l}.{FAMILY_COEFFICIENTS[name]}", None, "spline_coefficients",
+                     a * k, b * k)]
+            if bias:
+                out.append((f"layers.{l}.bias", None, "bias", None, None))
+        elif name == "wavelet_kan":
+            out += [(f"layers.{l}.base_weight", None, "base_weight", a, b),
+                    (f"layers.{l}.wavelet_weights", None, "spline_coefficients", a, b),
+                    (f"layers.{l}.scale", None, "spline_scaler", None, None),
+                    (f"layers.{l}.translation", None, "bias", None, None),
+                    (f"layers.{l}.bias", None, "bias", None, None)]
     return out
 
 
