@@ -62,6 +62,12 @@ def rounds() -> tuple[int, int]:
     return (2, 5) if quick() else (3, 20)
 
 
+#: ikan's Taylor and wavelet layers compute every edge's term as a tensor of its own
+#: (batch x out x in, x terms for Taylor's default 3), several of them kept for the backward;
+#: above this many elements per intermediate a step takes seconds and gigabytes
+MATERIALISED_TERMS = {"taylor_kan": 3, "wavelet_kan": 1}
+MATERIALISED_LIMIT = 50_000_000
+
 # pykan evaluates every edge with Python-level bookkeeping; above this many
 # edge * sample * basis evaluations one step takes more than a few seconds on a CPU.
 PYKAN_WORK_LIMIT = 2_000_000
@@ -135,6 +141,11 @@ def skip_reason(impl: str, cfg: Config) -> str | None:
         return reason
     if impl == "pykan" and cfg.edges * cfg.batch * (cfg.grid + cfg.k) > PYKAN_WORK_LIMIT:
         return f"pykan: a train step on {cfg.id} takes more than a few seconds"
+    terms = MATERIALISED_TERMS.get(impl)
+    if terms is not None and cfg.edges * cfg.batch * terms > MATERIALISED_LIMIT:
+        return (f"{impl}: its layers hold a (batch, out, in{', terms' if terms > 1 else ''}) "
+                f"tensor, {cfg.edges * cfg.batch * terms * 4 / 2**30:.1f} GiB per intermediate "
+                f"on {cfg.id}")
     return None
 
 
