@@ -167,8 +167,8 @@ class _Pool:
                 self._retry.append((task.spec, task.attempts))
             else:
                 done.append(Finished(task.spec, RunResult(status="error", error=(
-                    f"{cause} {task.attempts} times; the run was not retried again")),
-                    task.attempts, None, task.concurrent))
+                    f"{cause} on attempt {task.attempts} of {self.retries + 1}: not retried "
+                    f"again (retries: {self.retries})")), task.attempts, None, task.concurrent))
         if self.timeout_s is not None:
             limit = kill_after(self.timeout_s, self.grace_s)
             for handle, task in list(self._inflight.items()):

@@ -149,7 +149,8 @@ def test_a_worker_that_dies_more_than_retries_is_an_error_naming_the_cause(write
     killed = progress.killed[0]
     assert summary.statuses == {"ok": 3, "error": 1}
     assert runs.status[killed] == "error"
-    assert "worker process running this run died (exit code -9) 1 times" in runs.error[killed]
+    assert ("worker process running this run died (exit code -9) on attempt 1 of 1: not "
+            "retried again (retries: 0)") in runs.error[killed]
 
 
 def test_a_run_over_its_timeout_stops_and_keeps_its_epochs(write_suite, tmp_path):
