@@ -20,11 +20,14 @@ from bench.budget import solve_width
 from bench.speed.memory import peak_bytes
 
 
+DEFAULT_GRID = 5
+
+
 @dataclass(frozen=True)
 class Config:
     widths: tuple[int, ...]
     batch: int
-    grid: int = 5
+    grid: int = DEFAULT_GRID
     k: int = 3
 
     @property
@@ -141,6 +144,8 @@ def skip_reason(impl: str, cfg: Config) -> str | None:
         return reason
     if impl == "pykan" and cfg.edges * cfg.batch * (cfg.grid + cfg.k) > PYKAN_WORK_LIMIT:
         return f"pykan: a train step on {cfg.id} takes more than a few seconds"
+    if adapter.hyper is not None and cfg.grid != DEFAULT_GRID:
+        return f"{impl} has no grid: its model here is the one of the G5 configuration"
     terms = MATERIALISED_TERMS.get(impl)
     if terms is not None and cfg.edges * cfg.batch * terms > MATERIALISED_LIMIT:
         return (f"{impl}: its layers hold a (batch, out, in{', terms' if terms > 1 else ''}) "
