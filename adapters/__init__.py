@@ -9,8 +9,10 @@
     a.provenance(model)              # {"provider": ..., "version": ..., "compiled_kernel": ...}
     a.flops(spec, 30, 2)             # Flops(nominal=..., impl=..., ...) per sample, no model built
 
-Third-party adapters register with :func:`register` or through the ``kanbench.adapters``
-entry-point group (each entry point names an :class:`Adapter` subclass or instance).
+Third-party adapters register with :func:`register`, through the ``kanbench.adapters``
+entry-point group (each entry point names an :class:`Adapter` subclass or instance) or by import
+path in a suite (``adapter: "mypkg.models:MyAdapter"``); a broken one is listed by
+:func:`broken` with the reason.
 
 Names are resolved lazily: importing ``adapters.spec`` (the torch-free :class:`ModelSpec`, which
 the run record uses) does not import torch or any implementation.
@@ -26,10 +28,12 @@ _EXPORTS = {
     "AdapterError": "adapters.base",
     "AdapterUnavailableError": "adapters.base",
     "UnknownAdapterError": "adapters.base",
+    "BrokenPluginError": "adapters.registry",
     "InitTarget": "adapters.base",
     "Flops": "adapters.flops",
     "isolated_rng": "adapters.base",
     "ModelSpec": "adapters.spec",
+    "broken": "adapters.registry",
     "get": "adapters.registry",
     "names": "adapters.registry",
     "register": "adapters.registry",
@@ -47,7 +51,7 @@ if TYPE_CHECKING:
         isolated_rng,
     )
     from adapters.flops import Flops
-    from adapters.registry import get, names, register
+    from adapters.registry import BrokenPluginError, broken, get, names, register
     from adapters.spec import ModelSpec
 
 

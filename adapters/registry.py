@@ -1,9 +1,14 @@
-"""Name -> adapter registry: built-in adapters, user registrations and entry-point plugins."""
+"""Name -> adapter registry: built-in adapters, user registrations, entry-point plugins
+(group ``kanbench.adapters``) and plugins named by import path. A plugin that fails to load or
+breaks the adapter contract on a probe model is kept aside with the reason (:func:`broken`)
+instead of taking the others down."""
 
 from __future__ import annotations
 
 import importlib
 import logging
+import re
+from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from adapters.base import Adapter, AdapterError, UnknownAdapterError
@@ -28,24 +33,69 @@ _BUILTIN = {
     "wavelet_kan": "adapters.ikan_families:WaveletKANAdapter",
 }
 
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
 _registered: dict[str, Adapter] = {}
+_broken: dict[str, str] = {}  # plugin (entry point name or import path) -> why it is unusable
 _plugins_loaded = False
 
 
-def register(adapter: Adapter | type[Adapter], *, replace: bool = False) -> Adapter:
-    """Add an adapter (class or instance) under its ``name``; returns the instance."""
+class BrokenPluginError(AdapterError):
+    """A third-party adapter that cannot be used: it failed to load or broke the adapter
+    contract on a probe model (:func:`adapters.contract.contract_problem`)."""
+
+    def __init__(self, name: str, reason: str):
+        self.name, self.reason = name, reason
+        super().__init__(f"adapter plugin '{name}' is broken: {reason}")
+
+
+def is_import_path(name: str) -> bool:
+    """Whether ``name`` names an adapter by import path, ``package.module:Class``."""
+    return bool(_IMPORT_PATH.match(name))
+
+
+def register(adapter: Adapter | type[Adapter], *, replace: bool = False,
+             name: str | None = None) -> Adapter:
+    """Add an adapter (class or instance) under its ``name`` (or ``name``: a plugin's entry
+    point or import path); returns the instance."""
     instance = adapter() if isinstance(adapter, type) else adapter
     if not isinstance(instance, Adapter):
         raise AdapterError(f"{adapter!r} is not an adapters.Adapter")
-    name = getattr(instance, "name", None)
-    if not isinstance(name, str) or not name:
+    own = getattr(instance, "name", None)
+    if not isinstance(own, str) or not own:
         raise AdapterError(f"{type(instance).__name__} has no 'name'")
     if getattr(instance, "family", None) not in ("kan", "mlp"):
-        raise AdapterError(f"adapter '{name}': family must be 'kan' or 'mlp'")
-    if not replace and (name in _registered or name in _BUILTIN):
-        raise AdapterError(f"an adapter named '{name}' is already registered")
-    _registered[name] = instance
+        raise AdapterError(f"adapter '{own}': family must be 'kan' or 'mlp'")
+    key = name or own
+    if not replace and (key in _registered or key in _BUILTIN):
+        raise AdapterError(f"an adapter named '{key}' is already registered")
+    _registered[key] = instance
     return instance
+
+
+def _load_plugin(key: str, load: Callable[[], object]) -> None:
+    """Load, register and probe one plugin; a failure marks it broken (never raises)."""
+    from adapters.contract import contract_problem
+
+    try:
+        instance = register(load(), name=key)
+    except Exception as exc:  # a broken plugin must not take the others down
+        _broken[key] = f"{type(exc).__name__}: {exc}"
+        log.warning("adapter plugin %s cannot be loaded: %s", key, _broken[key])
+        return
+    problem = contract_problem(instance)
+    if problem is not None:
+        del _registered[key]
+        _broken[key] = problem
+        log.warning("adapter plugin %s breaks the adapter contract: %s", key, problem)
+
+
+def _import_path(path: str) -> object:
+    module_name, _, attr = path.partition(":")
+    obj: object = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def _load_plugins() -> None:
@@ -54,25 +104,27 @@ def _load_plugins() -> None:
         return
     _plugins_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _registered or ep.name in _BUILTIN:
-            continue
-        try:
-            obj = ep.load()
-            instance = register(obj)
-            if instance.name != ep.name:
-                log.warning("plugin entry point %s registers adapter %s", ep.name, instance.name)
-        except Exception as exc:  # a broken plugin must not take the built-ins down
-            log.warning("could not load adapter plugin %s (%s): %s", ep.name, ep.value, exc)
+        if ep.name not in _registered and ep.name not in _BUILTIN:
+            _load_plugin(ep.name, ep.load)
 
 
 def names() -> list[str]:
-    """Every known adapter name, sorted."""
+    """Every usable adapter name, sorted (broken plugins: :func:`broken`)."""
     _load_plugins()
     return sorted(set(_BUILTIN) | set(_registered))
 
 
+def broken() -> dict[str, str]:
+    """The plugins that cannot be used, with the reason: entry points, and the import paths
+    tried so far."""
+    _load_plugins()
+    return dict(_broken)
+
+
 def get(name: str) -> Adapter:
-    """The adapter registered as ``name``; an unknown name lists the known ones."""
+    """The adapter registered as ``name``, or named by an import path (``package.module:Class``,
+    loaded and probed on first use); :class:`BrokenPluginError` for a broken plugin, and an
+    unknown name lists the known ones."""
     if name in _registered:
         return _registered[name]
     if name in _BUILTIN:
@@ -81,8 +133,13 @@ def get(name: str) -> Adapter:
         _registered[name] = cls()
         return _registered[name]
     _load_plugins()
+    if name not in _registered and name not in _broken and is_import_path(name):
+        _load_plugin(name, lambda: _import_path(name))
     if name in _registered:
         return _registered[name]
+    if name in _broken:
+        raise BrokenPluginError(name, _broken[name])
     raise UnknownAdapterError(
-        f"unknown adapter '{name}'; known adapters: {', '.join(names())}"
+        f"unknown adapter '{name}'; known adapters: {', '.join(names())} (or a plugin's import "
+        f"path, package.module:Class)"
     )

@@ -169,6 +169,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report:
         check_writable_folder(args.out_dir, "reports folder")
     plan = build_plan(suite, args.suite, device=args.device, data_dir=args.data_dir)
+    _warn_left_out(suite)
     store_path = Path(args.store) if args.store else default_store_path(name)
     with Store(store_path) as store:
         busy = busy_warning(torch.get_num_threads())
@@ -192,12 +193,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if summary.statuses.get("error") else 0
 
 
+def _warn_left_out(suite) -> None:
+    """Name every model and dataset a broken plugin took out of the plan, with the reason."""
+    for what, why in suite.left_out.items():
+        print(f"warning: {what} left out of the plan: {why}", file=sys.stderr)
+
+
 def _cmd_budget(args: argparse.Namespace) -> int:
     from bench import suite as suite_mod
     from bench.plan import build_plan
 
     suite = suite_mod.load(args.suite)
     plan = build_plan(suite, args.suite, device=args.device, data_dir=args.data_dir)
+    _warn_left_out(suite)
     import adapters
 
     models = suite.expanded_models()
@@ -339,12 +347,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
             library = a.provenance() if reason is None else {}
             print(f"  {name:<16} {a.family:<6} {basis:<13} "
                   f"{library.get('provider', '-'):<16} {library.get('version', '-'):<14} {state}")
+        for name, why in sorted(adapters.broken().items()):
+            print(f"  {name:<16} {'-':<6} {'-':<13} {'-':<16} {'-':<14} broken plugin: {why}")
     if args.what in ("datasets", "all"):
         print("datasets:")
         for name in dataset_names():
             e = dataset_entry(name)
             where = "offline" if e.offline else "download/cache"
             print(f"  {name:<24} {e.task:<15} {where:<15} {e.description}")
+        from bench.datasets.plugins import broken_datasets
+
+        for name, why in sorted(broken_datasets().items()):
+            print(f"  {name:<24} {'-':<15} {'-':<15} broken plugin: {why}")
     return 0
 
 

@@ -14,6 +14,7 @@ import torch
 
 import adapters
 from adapters import AdapterError, ModelSpec
+from bench.datasets.plugins import is_plugin, mark_broken
 from bench.budget import (ModelTooLarge, Solved, activation_memory, check_memory, measure,
                           solve_width)
 from bench.data_identity import content_hash
@@ -161,11 +162,19 @@ def build_plan(suite: Suite, path: str | Path, *, device: str | None = None,
     solved_all: dict[str, dict[str, Solved]] = {}
     interventions = Interventions(probes=suite.probes)
     for i, entry in enumerate(suite.datasets):
+        if f"dataset '{entry.display}'" in suite.left_out:  # a broken plugin (Suite.left_out)
+            continue
         split = entry.split or suite.split
         try:
             data = cached_dataset(entry.name, split, root, entry.options)
         except DatasetOptionError as exc:
             raise SuiteError(str(path), f"datasets[{i}].options.{exc.option}", str(exc)) from None
+        except Exception as exc:
+            if not is_plugin(entry.name):
+                raise
+            # a plugin whose data cannot be loaded: left out, the rest of the suite runs
+            mark_broken(entry.name, f"{type(exc).__name__}: {exc}")
+            continue
         shape = DataShape(data.in_dim, data.out_dim, data.task, data.metric, len(data.x_train),
                           content_hash(data))
         shapes[entry.display] = shape

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import adapters
 from bench.datasets import dataset_entry, dataset_names, unknown_option
-from bench.errors import SuiteError
+from bench.datasets.plugins import BrokenDatasetPlugin, broken_datasets
+from bench.errors import DatasetError, SuiteError
 from bench.init import check_init
 from bench.records.spec import ProbeSpec, ShockSpec, SplitSpec, TrainingSpec
 
@@ -188,8 +189,15 @@ class ModelEntry(_Strict):
     @classmethod
     def _known_adapter(cls, name: str) -> str:
         known = adapters.names()
-        if name not in known:
-            raise ValueError(f"unknown adapter '{name}'; expected one of: {', '.join(known)}")
+        if name not in known and name not in adapters.broken():
+            try:
+                adapters.get(name)  # an import path: loaded and probed here
+            except adapters.BrokenPluginError:
+                pass  # known, and left out of the plan with the reason (Suite.left_out)
+            except adapters.AdapterError:
+                raise ValueError(f"unknown adapter '{name}'; expected one of: "
+                                 f"{', '.join(known)}, or a plugin's import path "
+                                 f"(package.module:Class)") from None
         return name
 
     @field_validator("hidden")
@@ -234,9 +242,15 @@ class DatasetEntry(_Strict):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, name: str) -> str:
-        known = dataset_names()
-        if name not in known:
-            raise ValueError(f"unknown dataset '{name}'; expected one of: {', '.join(known)}")
+        if name not in dataset_names() and name not in broken_datasets():
+            try:
+                dataset_entry(name)  # a plugin's import path: loaded here
+            except BrokenDatasetPlugin:
+                pass  # known, and left out of the plan with the reason (Suite.left_out)
+            except DatasetError:
+                raise ValueError(f"unknown dataset '{name}'; expected one of: "
+                                 f"{', '.join(dataset_names())}, or a plugin's import path "
+                                 f"(package.module:name)") from None
         return name
 
     @property
@@ -359,6 +373,34 @@ class Suite(_Strict):
                              "probes: {every: N} (steps between probes, e.g. 1 or 5)")
         return self
 
+    @property
+    def left_out(self) -> dict[str, str]:
+        """Models and datasets (by name and label) that the plan leaves out, with the reason: a
+        broken plugin, or a model whose budget matches a model left out. The rest of the suite
+        runs."""
+        out: dict[str, str] = {}
+        for d in self.datasets:
+            if d.name in broken_datasets():
+                out[f"dataset '{d.display}'"] = (f"its loader '{d.name}' is a broken plugin: "
+                                                 f"{broken_datasets()[d.name]}")
+        gone: dict[str, str] = {}
+        for m in self.models:
+            if m.adapter in adapters.broken():
+                gone[m.name] = (f"its adapter '{m.adapter}' is a broken plugin: "
+                                f"{adapters.broken()[m.adapter]}")
+        changed = True
+        while changed:  # models matched to a model left out follow it
+            changed = False
+            for m in self.models:
+                if m.name not in gone and m.budget is not None and m.budget.match in gone:
+                    gone[m.name] = f"its budget matches '{m.budget.match}', which is left out"
+                    changed = True
+        out.update({f"model '{name}'": why for name, why in gone.items()})
+        return out
+
+    def usable(self, model: ModelEntry) -> bool:
+        return f"model '{model.name}'" not in self.left_out
+
     def expanded_models(self) -> list[tuple[int, ModelEntry]]:
         """Every model to plan, with the index of its suite entry: a ladder budget gives one
         model per rung (``<name>@<rung>``, e.g. ``kan@3k``), and a model matched to a ladder
@@ -375,6 +417,8 @@ class Suite(_Strict):
 
         out: list[tuple[int, ModelEntry]] = []
         for i, m in enumerate(self.models):
+            if not self.usable(m):
+                continue
             b = m.budget
             if b is not None and b.rungs() is not None:
                 out += [(i, m.model_copy(update={"name": f"{m.name}@{rung_label(t, b.measure)}",
@@ -553,6 +597,8 @@ def _check_references(suite: Suite, path: str) -> None:
             raise SuiteError(path, f"datasets[{i}]",
                              f"dataset '{d.display}' listed twice; give one a distinct 'label'")
         labels[d.display] = i
+        if f"dataset '{d.display}'" in suite.left_out:
+            continue
         accepted = dataset_entry(d.name).options
         for option in d.options:
             if option not in accepted:  # wrong values are the loader's to judge (bench.plan)
@@ -591,7 +637,7 @@ def _check_references(suite: Suite, path: str) -> None:
                                  "give integer widths or a 'budget'")
             continue
         if budget.vary == "grid":
-            if "grid" not in adapters.get(m.adapter).spec_fields:
+            if suite.usable(m) and "grid" not in adapters.get(m.adapter).spec_fields:
                 raise SuiteError(path, f"models[{i}].budget.vary", f"adapter '{m.adapter}' has "
                                  f"no grid to vary; solve its width instead (vary: width)")
             if m.hidden is None or any(w is None for w in m.hidden):
@@ -614,6 +660,8 @@ def _check_references(suite: Suite, path: str) -> None:
                 raise SuiteError(path, f"models[{i}].budget.match", "a model cannot match itself")
     schemes = suite.resolved_schemes()
     for i, m in enumerate(suite.models):
+        if not suite.usable(m):  # a broken plugin: left out of the plan, the rest runs
+            continue
         adapter = adapters.get(m.adapter)
         unused = sorted((m.model_fields_set & set(adapters.ModelSpec.model_fields))
                         - adapter.spec_fields)

@@ -55,16 +55,38 @@ def dataset(name: str, task: Task, description: str, options: tuple[str, ...] = 
     return wrap
 
 
+def register_entry(entry: DatasetEntry) -> None:
+    """Register a loader built elsewhere (a plugin, :mod:`bench.datasets.plugins`)."""
+    if entry.name in _entries:
+        raise DatasetError(f"a dataset named '{entry.name}' is already registered")
+    _entries[entry.name] = entry
+
+
+def registered() -> set[str]:
+    return set(_entries)
+
+
 def dataset_names() -> list[str]:
+    """Every usable dataset: built-in and plugins (entry points; import paths once used)."""
+    from bench.datasets.plugins import load_plugins
+
+    load_plugins()
     return sorted(_entries)
 
 
 def dataset_entry(name: str) -> DatasetEntry:
+    """The dataset registered as ``name``, or a plugin (entry point, or import path
+    ``package.module:name``, loaded on first use): BrokenDatasetPlugin for a broken one."""
+    if name not in _entries:
+        from bench.datasets.plugins import find
+
+        find(name)
     try:
         return _entries[name]
     except KeyError:
         raise DatasetError(
-            f"unknown dataset '{name}'; known datasets: {', '.join(dataset_names())}"
+            f"unknown dataset '{name}'; known datasets: {', '.join(dataset_names())} (or a "
+            f"plugin's import path, package.module:name)"
         ) from None
 
 
