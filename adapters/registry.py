@@ -31,6 +31,7 @@ _BUILTIN = {
     "jacobi_kan": "adapters.ikan_families:JacobiKANAdapter",
     "taylor_kan": "adapters.ikan_families:TaylorKANAdapter",
     "wavelet_kan": "adapters.ikan_families:WaveletKANAdapter",
+    "rational_kan": "adapters.rational_kan:RationalKANAdapter",
 }
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")

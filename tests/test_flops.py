@@ -63,6 +63,7 @@ VARIANTS: dict[str, list[dict]] = {
     "jacobi_kan": [{}, {"degree": 1}, {"degree": 3, "a": 0.5, "b": 2.0}],
     "taylor_kan": [{}, {"order": 1}, {"order": 5}],
     "wavelet_kan": [{"wavelet_type": w} for w in ("mexican_hat", "morlet", "dog", "shannon")],
+    "rational_kan": [{}, {"groups": 2, "init": "identity"}],
 }
 #: options whose work depends on the data: their FLOPs are an upper bound (checked as such)
 DATA_DEPENDENT: dict[str, list[dict]] = {"wavelet_kan": [{"wavelet_type": "meyer"}]}

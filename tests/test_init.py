@@ -22,7 +22,7 @@ from bench.init import INIT_NAMES, apply_init, check_init, init_seed, init_scale
 from helpers import available
 
 ADAPTERS = ["mlp", "native", "efficient_kan", "pykan", "inkan", "fastkan", "chebyshev_kan",
-            "fourier_kan", "jacobi_kan", "taylor_kan", "wavelet_kan"]
+            "fourier_kan", "jacobi_kan", "taylor_kan", "wavelet_kan", "rational_kan"]
 #: coefficients per edge of the families at their default options, and whether a bias
 FAMILY_BASES = {"chebyshev_kan": (8, False), "fourier_kan": (10, True), "jacobi_kan": (6, True),
                 "taylor_kan": (3, True)}
@@ -84,6 +84,9 @@ def expected_targets(name: str) -> list[tuple[str, slice | None, str, int | None
                      a * k, b * k)]
             if bias:
                 out.append((f"layers.{l}.bias", None, "bias", None, None))
+        elif name == "rational_kan":  # the rational functions keep their fitted start
+            out += [(f"{l}.linear.weight", None, "base_weight", a, b),
+                    (f"{l}.linear.bias", None, "bias", None, None)]
         elif name == "wavelet_kan":
             out += [(f"layers.{l}.base_weight", None, "base_weight", a, b),
                     (f"layers.{l}.wavelet_weights", None, "spline_coefficients", a, b),
