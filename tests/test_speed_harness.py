@@ -10,13 +10,16 @@ from bench.budget import solve_width
 from bench.errors import BudgetError
 from bench.plan import resolve_models
 from bench.speed.harness import (
+    Config,
+    FAMILY_TOLERANCE,
     FULL,
     MLP_TOLERANCE,
     QUICK,
     REFERENCE_KAN,
-    Config,
+    bench_spec,
     kan_params,
     matched_mlp_spec,
+    skip_reason,
 )
 from bench.suite import Suite
 
@@ -64,3 +67,14 @@ def test_quick_configs_are_full_configs():
 def test_a_config_without_hidden_layers_has_no_matched_mlp():
     with pytest.raises(BudgetError, match=r"\[4,2\] b8 G5.*no null hidden width"):
         matched_mlp_spec(Config((4, 2), 8))
+
+
+@pytest.mark.parametrize("impl", [n for n in adapters.names() if adapters.get(n).hyper])
+def test_a_family_without_a_grid_is_timed_at_the_reference_kans_parameter_count(impl):
+    """Like the MLP, so that its time compares with the matched MLP's at equal parameters."""
+    cfg = Config((30, 8, 2), 512)
+    spec = bench_spec(impl, cfg)
+    params = adapters.get(impl).param_count(spec, 30, 2)
+    assert abs(params - kan_params(cfg)) <= FAMILY_TOLERANCE * kan_params(cfg)
+    assert skip_reason(impl, Config((784, 64, 10), 256, 20)) == (
+        f"{impl} has no grid: its model here is the one of the G5 configuration")

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import adapters
 from adapters import Adapter, AdapterError, ModelSpec
 from bench.budget import solve_width
+from bench.errors import BudgetError
 from bench.speed.memory import peak_bytes
 
 
@@ -69,7 +70,7 @@ def rounds() -> tuple[int, int]:
 #: (batch x out x in, x terms for Taylor's default 3), several of them kept for the backward;
 #: above this many elements per intermediate a step takes seconds and gigabytes
 MATERIALISED_TERMS = {"taylor_kan": 3, "wavelet_kan": 1}
-MATERIALISED_LIMIT = 50_000_000
+MATERIALISED_LIMIT = 120_000_000
 
 # pykan evaluates every edge with Python-level bookkeeping; above this many
 # edge * sample * basis evaluations one step takes more than a few seconds on a CPU.
@@ -144,19 +145,55 @@ def skip_reason(impl: str, cfg: Config) -> str | None:
         return reason
     if impl == "pykan" and cfg.edges * cfg.batch * (cfg.grid + cfg.k) > PYKAN_WORK_LIMIT:
         return f"pykan: a train step on {cfg.id} takes more than a few seconds"
-    if adapter.hyper is not None and cfg.grid != DEFAULT_GRID:
-        return f"{impl} has no grid: its model here is the one of the G5 configuration"
-    terms = MATERIALISED_TERMS.get(impl)
-    if terms is not None and cfg.edges * cfg.batch * terms > MATERIALISED_LIMIT:
-        return (f"{impl}: its layers hold a (batch, out, in{', terms' if terms > 1 else ''}) "
-                f"tensor, {cfg.edges * cfg.batch * terms * 4 / 2**30:.1f} GiB per intermediate "
-                f"on {cfg.id}")
+    if adapter.hyper is not None:
+        if cfg.grid != DEFAULT_GRID:
+            return f"{impl} has no grid: its model here is the one of the G5 configuration"
+        try:
+            spec = matched_family_spec(impl, cfg)
+        except BudgetError as exc:
+            return str(exc)
+        terms = MATERIALISED_TERMS.get(impl)
+        widths = spec.widths(cfg.widths[0], cfg.widths[-1])
+        edges = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+        if terms is not None and edges * cfg.batch * terms > MATERIALISED_LIMIT:
+            return (f"{impl}: its layers hold a (batch, out, in{', terms' if terms > 1 else ''})"
+                    f" tensor, {edges * cfg.batch * terms * 4 / 2**30:.1f} GiB per "
+                    f"intermediate on {cfg.id}")
     return None
+
+
+#: a KAN family's count moves in coarse steps ((in + out) x coefficients per edge per unit of
+#: width): its width is matched within this
+FAMILY_TOLERANCE = 0.10
+
+
+def matched_family_spec(impl: str, cfg: Config) -> ModelSpec:
+    """A KAN family without a grid (its own hyper-parameters, at their defaults) at the
+    configuration's depth, its hidden layers sharing one width solved to the reference KAN's
+    parameter count, as for the MLP: so its time compares with the matched MLP's at equal
+    parameters. BudgetError when no width comes within :data:`FAMILY_TOLERANCE`."""
+    adapter = adapters.get(impl)
+    hidden: list[int | None] = [None] * (len(cfg.widths) - 2)
+    template = ModelSpec(options=adapter.resolve_options({}))
+    what = f"speed benchmark {cfg.id}, {impl} matched to '{REFERENCE_KAN}'"
+    return solve_width(adapter, template, hidden, cfg.widths[0], cfg.widths[-1],
+                       kan_params(cfg), FAMILY_TOLERANCE, what).spec
+
+
+def bench_spec(impl: str, cfg: Config) -> ModelSpec:
+    """What ``impl`` builds on ``cfg``: the configuration's B-spline KAN, or for the MLP and the
+    families without a grid, a model of the reference KAN's parameter count."""
+    adapter = adapters.get(impl)
+    if adapter.family == "mlp":
+        return matched_mlp_spec(cfg)
+    if adapter.hyper is not None:
+        return matched_family_spec(impl, cfg)
+    return cfg.spec
 
 
 def make_bench(impl: str, cfg: Config, device: str = "cpu", seed: int = 0) -> Bench:
     adapter = adapters.get(impl)
-    spec = matched_mlp_spec(cfg) if adapter.family == "mlp" else cfg.spec
+    spec = bench_spec(impl, cfg)
     in_dim, out_dim = cfg.widths[0], cfg.widths[-1]
     model = adapter.build(spec, in_dim, out_dim, seed=seed, device=device)
     g = torch.Generator().manual_seed(seed)
