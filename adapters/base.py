@@ -14,10 +14,12 @@ reads it from there.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -312,6 +314,25 @@ class Adapter(ABC):
 
     def __repr__(self) -> str:
         return f"<adapter {self.name} ({self.family})>"
+
+
+def compile_cache_dir() -> Path:
+    """Where torch.compile keeps what it compiled for kanbench's kernels: ``compile`` under
+    kanbench's cache folder (``$KANBENCH_CACHE``, else ``~/.cache/kanbench/cache``), so later
+    processes and suites reuse it and a reboot does not empty it (torch's default is the
+    system's temporary folder)."""
+    env = os.environ.get("KANBENCH_CACHE")
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "kanbench" / "cache"
+    return root / "compile"
+
+
+def use_compile_cache() -> None:
+    """Point torch.compile's cache (Inductor's ``TORCHINDUCTOR_CACHE_DIR``) at
+    :func:`compile_cache_dir`, unless the user chose one; called before anything compiles."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
+
+
+use_compile_cache()
 
 
 def compile_warm_up(model: torch.nn.Module, x: torch.Tensor) -> None:
