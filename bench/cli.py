@@ -100,7 +100,7 @@ def _execution(args: argparse.Namespace, suite_path: str, spec) -> Execution:
     """Where the runs train: the suite's ``execution`` block, overridden by the command line;
     every inconsistency is an error before any data is loaded."""
     from bench.errors import SuiteError
-    from bench.executors import Execution, ray_missing
+    from bench.executors import Execution, ray_missing, unreachable_ray_address
     from bench.machine import usable_cpus
 
     executor = args.executor or spec.executor
@@ -127,13 +127,16 @@ def _execution(args: argparse.Namespace, suite_path: str, spec) -> Execution:
                 f"{max(1, usable // threads)} workers of {threads} threads)")
     if executor == "ray" and (reason := ray_missing()):
         raise KanbenchError(reason)
+    address = args.address or (spec.address if executor == "ray" else None)
+    if executor == "ray" and (reason := unreachable_ray_address(address)):
+        raise KanbenchError(reason)
     if executor != "ray" and spec.resources.gpus:
         raise SuiteError(suite_path, "execution.resources.gpus",
                          "GPUs per run are reserved by executor: ray; the local and process "
                          "executors use the suite's device")
     return Execution(
         executor=executor, jobs=jobs,
-        address=args.address or (spec.address if executor == "ray" else None),
+        address=address,
         cpus=cpus, gpus=spec.resources.gpus,
         timeout_s=args.timeout if args.timeout is not None else spec.timeout,
         retries=args.retries if args.retries is not None else spec.retries)

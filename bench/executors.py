@@ -25,6 +25,7 @@ import itertools
 import multiprocessing as mp
 import os
 import queue
+import socket
 import threading
 import time
 import traceback
@@ -362,6 +363,24 @@ RAY_MISSING = ("the ray executor needs Ray, an optional extra: pip install -e \"
 def ray_missing() -> str | None:
     """Why the ray executor cannot run here (None: Ray is installed)."""
     return RAY_MISSING if importlib.util.find_spec("ray") is None else None
+
+
+def unreachable_ray_address(address: str | None, timeout_s: float = 5.0) -> str | None:
+    """Why nothing answers at a ``HOST:PORT`` Ray address (None: something listens, or the
+    address is ``auto``, a ``ray://`` client address or none): Ray itself retries an address
+    without a cluster for minutes before it gives up."""
+    if address is None or address == "auto" or "://" in address:
+        return None
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return (f"--address {address!r} is not auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        return (f"nothing answers at {address} ({exc.strerror or exc}): start the cluster's head "
+                f"there with 'ray start --head --port {port}', or give the address 'ray start' "
+                f"printed (--address auto on a node of the cluster)")
 
 
 def _ray() -> Any:

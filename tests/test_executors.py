@@ -237,6 +237,23 @@ def test_bad_execution_settings_are_refused_before_training(write_suite, capsys)
     assert "execution.resources.gpus" in capsys.readouterr().err
 
 
+def test_a_ray_address_where_nothing_listens_is_refused_at_once(write_suite, capsys):
+    import socket
+
+    with socket.socket() as free:  # a port nobody listens on: bound, never listening
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+        path = write_suite(SUITE)
+        started = time.monotonic()
+        assert main(["run", str(path), "--executor", "ray", "--address",
+                     f"127.0.0.1:{port}", "--no-report"]) == 2
+    assert time.monotonic() - started < 30
+    assert f"nothing answers at 127.0.0.1:{port}" in capsys.readouterr().err
+    assert main(["run", str(path), "--executor", "ray", "--address", "head-node",
+                 "--no-report"]) == 2
+    assert "is not auto, HOST:PORT or ray://HOST:PORT" in capsys.readouterr().err
+
+
 def test_a_suite_names_a_misplaced_execution_option(write_suite):
     path = write_suite(SUITE + "execution: {executor: local, jobs: 2}\n")
     with pytest.raises(SuiteError) as err:
