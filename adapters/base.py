@@ -188,10 +188,12 @@ class Adapter(ABC):
         model its FLOPs still loads, but cannot be budgeted or matched by FLOPs."""
         raise AdapterError(f"adapter '{self.name}' does not model its FLOPs")
 
-    def warm_up(self, model: torch.nn.Module, x: torch.Tensor) -> bool:
+    def warm_up(self, model: torch.nn.Module, x: torch.Tensor, steps: int | None = None) -> bool:
         """Run one-off work (``torch.compile``) before the training clock starts.
 
-        Called once per run with a training batch; returns whether anything was done. Must
+        Called once per run with a training batch and the run's planned optimisation ``steps``
+        (an adapter may skip work that would not pay over them; None: unknown); returns whether
+        anything was done. Must
         leave parameters, gradients, optimiser and global RNG state as it found them. The
         trainer records its duration separately (``warmup_time_s``), so training time
         compares steady-state speed and the one-off cost stays visible.

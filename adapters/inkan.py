@@ -146,7 +146,7 @@ class InkanAdapter(Adapter):
             ]
         return InkanNet(layers, compile_requested).to(device=device, dtype=dtype)
 
-    def warm_up(self, model, x):
+    def warm_up(self, model, x, steps=None):
         """Compile inkan's basis (when requested) before the clock starts."""
         if model.compiled_basis is False:
             return False

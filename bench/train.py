@@ -18,6 +18,7 @@ time is measured apart (``callback_time_s``) and never counted as training time.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -163,7 +164,7 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     order_rng = torch.Generator().manual_seed(spec.seed)
     _sync(device)
     tick = time.perf_counter()
-    if adapter.warm_up(model, x_train[:batch_size]):
+    if _warm_up(adapter, model, x_train[:batch_size], state.total_steps):
         _sync(device)
         result.warmup_time_s = time.perf_counter() - tick
     result.provenance = adapter.provenance(model)  # of this model: e.g. whether it compiled
@@ -203,7 +204,8 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
             _sync(device)
             train_time += time.perf_counter() - tick
             tick = time.perf_counter()
-            if adapter.warm_up(model, x_train[:batch_size]):  # kernels of the new grid size
+            if _warm_up(adapter, model, x_train[:batch_size],  # kernels of the new grid size
+                        state.total_steps - state.step):
                 _sync(device)
                 result.warmup_time_s = (result.warmup_time_s or 0.0) + time.perf_counter() - tick
             result.record(f"grid_refine_deviation_epoch{epoch}", deviation)
@@ -347,6 +349,14 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     result.train_time_s = train_time
     result.eval_time_s = eval_time
     result.throughput = samples / train_time if train_time > 0 else None
+
+
+def _warm_up(adapter: Adapter, model: torch.nn.Module, x: torch.Tensor, steps: int) -> bool:
+    """The adapter's warm-up, told the planned steps where it takes them (a plugin written
+    before ``steps`` existed is called without)."""
+    if "steps" in inspect.signature(adapter.warm_up).parameters:
+        return adapter.warm_up(model, x, steps=steps)
+    return adapter.warm_up(model, x)
 
 
 def _record_flops(result: RunResult, adapter: Adapter, arch, data: Dataset) -> None:

@@ -252,6 +252,9 @@ class NativeKANLayer(nn.Module):
         if contraction not in CONTRACTIONS:
             raise ValueError(f"contraction must be one of {', '.join(CONTRACTIONS)}, got {contraction!r}")
         self.contraction = contraction
+        #: False when the adapter's warm-up decided compiling would not pay for this run
+        #: (``NativeAdapter.warm_up``): the eager contractions run instead
+        self.compile_allowed = True
         #: the base branch's activation and its derivative (a name or torch module class, as
         #: efficient-kan's ``base_activation``)
         self.activation = activations.get(base_activation)
@@ -295,7 +298,8 @@ class NativeKANLayer(nn.Module):
         steps, 2 threads, compiled against eager, ratio to the matched MLP: [784, 64, 10] b256
         G5 1.41x vs 1.87x; [30, 8, 2] b512 2.07x vs 2.86x; [2, 5, 1] b1000 2.22x vs 2.78x;
         [64, 8, 10] b32 2.01x vs 2.57x: compiled wins at every size measured."""
-        return self.uniform is not None and self.contraction in ("auto", "fused", "sparse") and fused.enabled()
+        return (self.uniform is not None and self.contraction in ("auto", "fused", "sparse")
+                and fused.enabled() and self.compile_allowed)
 
     def _kernel_config(self) -> tuple:
         return (*self.uniform, self.grid_size, self.k)
