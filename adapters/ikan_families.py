@@ -174,6 +174,15 @@ class IkanFamilyAdapter(Adapter):
         """Coefficients per edge (input x output pair)."""
         raise NotImplementedError
 
+    #: whether the layer computes every edge's terms as a tensor of their own
+    #: (batch x out x in x terms) instead of a contraction
+    materialises_edges: ClassVar[bool] = False
+
+    def materialised_terms(self, spec: ModelSpec) -> int | None:
+        """Terms per edge of the (batch, out, in, terms) tensor the layer holds, or None when
+        it contracts instead (the speed benchmarks skip sizes that would take gigabytes)."""
+        return self.bases(self.hyperparameters(spec)) if self.materialises_edges else None
+
     def edge_params(self, o: Any) -> int:
         """Trainable parameters per edge: the coefficients and the base weight."""
         return self.bases(o) + 1
@@ -284,6 +293,7 @@ class TaylorKANAdapter(IkanFamilyAdapter):
     basis = "taylor"
     hyper = TaylorOptions
     stem, layer_class, coefficients = "TaylorKAN", "TaylorKANLinear", ("taylor_coeffs",)
+    materialises_edges = True
 
     def bases(self, o):
         return o.order
@@ -300,6 +310,7 @@ class WaveletKANAdapter(IkanFamilyAdapter):
     basis = "wavelet"
     hyper = WaveletOptions
     stem, layer_class, coefficients = "WaveletKAN", "WaveletKANLinear", ("wavelet_weights",)
+    materialises_edges = True
 
     #: FLOPs per edge of each mother wavelet on z = (x - t)/s, as ikan computes it
     WAVELET_FLOPS: ClassVar[dict[str, int]] = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import pkgutil
 import re
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -91,14 +92,6 @@ def _load_plugin(key: str, load: Callable[[], object]) -> None:
         log.warning("adapter plugin %s breaks the adapter contract: %s", key, problem)
 
 
-def _import_path(path: str) -> object:
-    module_name, _, attr = path.partition(":")
-    obj: object = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def _load_plugins() -> None:
     global _plugins_loaded
     if _plugins_loaded:
@@ -135,7 +128,7 @@ def get(name: str) -> Adapter:
         return _registered[name]
     _load_plugins()
     if name not in _registered and name not in _broken and is_import_path(name):
-        _load_plugin(name, lambda: _import_path(name))
+        _load_plugin(name, lambda: pkgutil.resolve_name(name))
     if name in _registered:
         return _registered[name]
     if name in _broken:

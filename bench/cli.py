@@ -108,10 +108,9 @@ def _execution(args: argparse.Namespace, suite_path: str, spec) -> Execution:
         raise KanbenchError("--jobs sets the worker processes of --executor process")
     if args.address is not None and executor != "ray":
         raise KanbenchError("--address names the Ray cluster of --executor ray")
-    for flag, value in (("--jobs", args.jobs), ("--retries", args.retries)):
-        if value is not None and value < (1 if flag == "--jobs" else 0):
-            raise KanbenchError(f"{flag} must be at least {1 if flag == '--jobs' else 0}, "
-                                f"got {value}")
+    for flag, value, least in (("--jobs", args.jobs, 1), ("--retries", args.retries, 0)):
+        if value is not None and value < least:
+            raise KanbenchError(f"{flag} must be at least {least}, got {value}")
     if args.timeout is not None and not args.timeout > 0:
         raise KanbenchError(f"--timeout must be a number of seconds above 0, got {args.timeout}")
     cpus, usable = spec.resources.cpus, usable_cpus()

@@ -379,15 +379,16 @@ class Suite(_Strict):
         broken plugin, or a model whose budget matches a model left out. The rest of the suite
         runs."""
         out: dict[str, str] = {}
+        broken_loaders, broken_adapters = broken_datasets(), adapters.broken()
         for d in self.datasets:
-            if d.name in broken_datasets():
+            if d.name in broken_loaders:
                 out[f"dataset '{d.display}'"] = (f"its loader '{d.name}' is a broken plugin: "
-                                                 f"{broken_datasets()[d.name]}")
+                                                 f"{broken_loaders[d.name]}")
         gone: dict[str, str] = {}
         for m in self.models:
-            if m.adapter in adapters.broken():
+            if m.adapter in broken_adapters:
                 gone[m.name] = (f"its adapter '{m.adapter}' is a broken plugin: "
-                                f"{adapters.broken()[m.adapter]}")
+                                f"{broken_adapters[m.adapter]}")
         changed = True
         while changed:  # models matched to a model left out follow it
             changed = False
@@ -416,8 +417,9 @@ class Suite(_Strict):
             return labels(by_name.get(b.match), (*seen, m.name)) if b.match else None
 
         out: list[tuple[int, ModelEntry]] = []
+        left_out = self.left_out
         for i, m in enumerate(self.models):
-            if not self.usable(m):
+            if f"model '{m.name}'" in left_out:
                 continue
             b = m.budget
             if b is not None and b.rungs() is not None:

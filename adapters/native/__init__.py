@@ -10,6 +10,8 @@ autograd). ``KANBENCH_NATIVE_COMPILE=0`` keeps the kernels eager (no torch.compi
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from adapters.base import (
@@ -56,8 +58,6 @@ def compile_pays(steps: int, eager_step_s: float, configs: int) -> tuple[bool, s
 def eager_step_seconds(model: torch.nn.Module, x: torch.Tensor) -> float:
     """Median time of an eager forward and backward on ``x`` (gradients cleared after; the
     parameters, the optimiser and the RNG are untouched)."""
-    import time
-
     was_training = model.training
     model.train()
     times = []

@@ -11,9 +11,8 @@ list datasets`` shows it and a suite leaves it out, running the rest.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import re
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from adapters.registry import is_import_path
 from bench.datasets.base import Dataset, SplitSpec, Task, split_and_scale
 from bench.datasets.registry import DatasetEntry, register_entry, registered
 from bench.errors import DatasetError
@@ -29,7 +29,6 @@ from bench.errors import DatasetError
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "kanbench.datasets"
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 Arrays = tuple[Any, Any] | tuple[Any, Any, Any, Any]
 
@@ -71,10 +70,6 @@ _loaded = False
 
 def is_plugin(name: str) -> bool:
     return name in _plugins or name in _broken
-
-
-def is_import_path(name: str) -> bool:
-    return bool(_IMPORT_PATH.match(name))
 
 
 def _checked(name: str, task: Task, out: Any) -> Arrays:
@@ -133,14 +128,6 @@ def _add(name: str, load: Callable[[], object]) -> None:
         log.warning("dataset plugin %s cannot be loaded: %s", name, _broken[name])
 
 
-def _import_path(path: str) -> object:
-    module_name, _, attr = path.partition(":")
-    obj: object = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def load_plugins() -> None:
     """Register the entry points of ``kanbench.datasets`` (once per process)."""
     global _loaded
@@ -157,7 +144,7 @@ def find(name: str) -> None:
     :class:`BrokenDatasetPlugin` for a broken one, does nothing for an unknown name."""
     load_plugins()
     if name not in registered() and name not in _broken and is_import_path(name):
-        _add(name, lambda: _import_path(name))
+        _add(name, lambda: pkgutil.resolve_name(name))
     if name in _broken:
         raise BrokenDatasetPlugin(name, _broken[name])
 

@@ -66,10 +66,9 @@ def rounds() -> tuple[int, int]:
     return (2, 5) if quick() else (3, 20)
 
 
-#: ikan's Taylor and wavelet layers compute every edge's term as a tensor of its own
-#: (batch x out x in, x terms for Taylor's default 3), several of them kept for the backward;
-#: above this many elements per intermediate a step takes seconds and gigabytes
-MATERIALISED_TERMS = {"taylor_kan": 3, "wavelet_kan": 1}
+#: above this many elements in the per-edge tensor of an adapter that materialises its edges
+#: (``materialised_terms``: ikan's Taylor and wavelet layers, of which the backward keeps
+#: several) a step takes seconds and gigabytes
 MATERIALISED_LIMIT = 120_000_000
 
 # pykan evaluates every edge with Python-level bookkeeping; above this many
@@ -152,7 +151,7 @@ def skip_reason(impl: str, cfg: Config) -> str | None:
             spec = matched_family_spec(impl, cfg)
         except BudgetError as exc:
             return str(exc)
-        terms = MATERIALISED_TERMS.get(impl)
+        terms = getattr(adapter, "materialised_terms", lambda spec: None)(spec)
         widths = spec.widths(cfg.widths[0], cfg.widths[-1])
         edges = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
         if terms is not None and edges * cfg.batch * terms > MATERIALISED_LIMIT:
