@@ -317,17 +317,18 @@ def _children(pid: int) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads worker processes from /proc")
 def test_a_killed_driver_resumes_without_duplicates_or_losses(write_suite, tmp_path):
-    text = SUITE.replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3]").replace("epochs: 2", "epochs: 15")
+    # runs of a second or two each (native stays eager this short): time to kill mid-suite
+    text = SUITE.replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3]").replace("epochs: 2", "epochs: 300")
     path = write_suite(text)
     plan = build_plan(suite_mod.load(path), path)
     store = tmp_path / "s.sqlite"
     driver = _driver(path, store, "--executor", "process", "--jobs", "2")
     deadline = time.monotonic() + 240
-    while len(_finished(store)) < 2 and time.monotonic() < deadline and driver.poll() is None:
+    while not _finished(store) and time.monotonic() < deadline and driver.poll() is None:
         time.sleep(0.2)
     workers = _children(driver.pid)
     before = _finished(store)
-    assert 2 <= len(before) < len(plan.runs), driver.communicate()[0]
+    assert 1 <= len(before) < len(plan.runs), driver.communicate()[0]
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     time.sleep(3)  # the workers notice their driver is gone and exit
