@@ -33,6 +33,7 @@ from bench.callbacks import Callback, FitState, RunTimeout, callbacks_for
 from bench.datasets import Dataset
 from bench.init import apply_init
 from bench.losses import task_loss
+from bench.optimizers import build_optimizer, implementation
 from bench.records import RunResult, RunSpec, TrainingSpec, higher_is_better, overfitting_gap
 
 log = logging.getLogger(__name__)
@@ -51,20 +52,6 @@ class Diverged(Exception):
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _optimizer(params, t: TrainingSpec) -> torch.optim.Optimizer:
-    if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
-    if t.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
-    if t.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=t.lr, weight_decay=t.weight_decay)
-    if t.optimizer == "lbfgs":  # pykan's fit settings (see TrainingSpec)
-        return torch.optim.LBFGS(params, lr=t.lr, history_size=10, max_iter=20,
-                                 line_search_fn="strong_wolfe", tolerance_grad=1e-32,
-                                 tolerance_change=1e-32)
-    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, t: TrainingSpec, metric: str):
@@ -148,7 +135,8 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
     result.params = adapter.count_params(model)
     _record_flops(result, adapter, spec.arch, data)
     model.train()
-    optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], t)
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], t)
+    result.record("optimizer_impl_used", implementation(optimizer))
     scheduler = _scheduler(optimizer, t, data.metric)
     penalty = _penalty(adapter, model, t)
     splits = {name: (x.to(device), y.to(device)) for name, (x, y) in data.splits().items()}
@@ -193,7 +181,7 @@ def _fit(spec: RunSpec, data: Dataset, adapter: Adapter, device: torch.device,
             tick = time.perf_counter()
             deviation = adapter.extend_grid(model, grid, x_train[:REFINE_SAMPLES])
             current_lr = optimizer.param_groups[0]["lr"]
-            optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], t)
+            optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], t)
             for group in optimizer.param_groups:  # the schedule goes on where it was
                 group["lr"], group["initial_lr"] = current_lr, t.lr
             if scheduler is not None:

@@ -530,7 +530,7 @@ def _fused_call(layer, kernels):
     return f
 
 
-@pytest.mark.parametrize("layout", ["basis-major", "batch-inner", "weight-blocks"])
+@pytest.mark.parametrize("layout", ["basis-major", "batch-inner", "batch-inner-blas", "weight-blocks"])
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("k,grid", [(1, 3), (2, 4), (3, 5), (4, 2), (5, 3)])
 def test_fused_kernel_gradcheck(compiled, k, grid, layout, monkeypatch):
@@ -544,6 +544,8 @@ def test_fused_kernel_gradcheck(compiled, k, grid, layout, monkeypatch):
     if compiled and not fused.enabled():
         pytest.skip("torch.compile unavailable here")
     n_in = 3
+    if layout == "batch-inner-blas":  # products by BLAS, not inductor's loops
+        monkeypatch.setattr(fused, "SMALL_LOOP_FLOATS", 0)
     if layout == "weight-blocks":
         # W packed a block of 3 inputs at a time (3, 3, 1) on a layer small enough for
         # finite differences
@@ -560,7 +562,9 @@ def test_fused_kernel_gradcheck(compiled, k, grid, layout, monkeypatch):
     # Made here, not taken from the cache: the block settings above are not part of its key.
     shape = None if layout == "basis-major" else (n_in, 2)
     kernels = fused.Kernels(*layer.uniform, grid, k, compile=compiled, shape=shape)
-    assert kernels.options == {"batch_inner": layout == "batch-inner", "blocks": 3 if layout == "weight-blocks" else 0}
+    assert kernels.options == {"batch_inner": layout.startswith("batch-inner"),
+                               "loops": layout == "batch-inner",
+                               "blocks": 3 if layout == "weight-blocks" else 0}
     x = _edge_inputs(layer)
     x_fd = x[:12] if k == 1 else x  # linear splines: the derivative jumps at the knots
     params = [p.detach().clone().requires_grad_(True) for p in (layer.spline_weight, layer.spline_scaler, layer.base_weight)]

@@ -70,9 +70,10 @@ def test_a_bad_grid_is_a_suite_error_naming_the_key(write_suite, capsys, bad, ke
 def test_new_training_fields_enter_the_key_only_when_set():
     plain = TrainingSpec()
     assert set(plain.identity()) == set(TrainingSpec.model_fields) - {
-        "init", "schedule", "divergence_bound", "regularization", "grid_update"}
+        "init", "schedule", "divergence_bound", "regularization", "grid_update", "optimizer_impl"}
     assert plain.identity() != TrainingSpec(init="xavier_normal").identity()
     assert plain.identity() != TrainingSpec(schedule="cosine").identity()
+    assert plain.identity() != TrainingSpec(optimizer_impl="for_loop").identity()
     # regularisation terms added later (pykan's) enter it only when set
     reg = TrainingSpec(regularization={"weight": 0.1}).identity()["regularization"]
     assert reg == {"weight": 0.1, "l1": 1.0, "entropy": 1.0}

@@ -133,7 +133,7 @@ class NativeAdapter(Adapter):
             for layer in compiling:
                 layer.compile_allowed = True
         compile_warm_up(model, x)
-        model.compiled_kernel = any(layer.uses_compiled_kernels() for layer in compiling)
+        model.compiled_kernel = model.uses_compiled_kernels()
         return True
 
     @staticmethod
@@ -207,7 +207,11 @@ class NativeAdapter(Adapter):
           span), the ``k + 1`` segment values each zeroed outside the span, ``(k+1)(2k + 3)``,
           each of the ``n`` columns' slot ``j - cell + k`` (2) and its pick among ``k + 1``
           slots (compare and select each), ``2n(k + 2)``; one GEMM of the ``n + 1`` columns
-          per input with the packed weights, ``2ab(n + 1)`` (matmul); layers whose packed
+          per input with the packed weights, ``2ab(n + 1)`` (matmul; the same multiply-adds in
+          inductor's loops in small layers, at most ``fused.BATCH_INNER_MAX_IN`` inputs and
+          ``fused.SMALL_LOOP_FLOATS`` packed weights: a contraction, not a matrix product,
+          counted as gather, whose sums of ``a(n + 1)`` products take one add fewer each,
+          ``2ab(n + 1) - b``); layers whose packed
           weight is built in input blocks add their partial products, ``(blocks - 1)b``.
         * "dense" (layer.py ``_DenseKAN``, eager): per input 7 (locate), the powers of ``u``
           (``k``) and their product with the constant ``(k+1) x (k+1)`` segment table,
@@ -244,8 +248,10 @@ class NativeAdapter(Adapter):
         for a, b in zip(widths[:-1], widths[1:]):
             if mode == "fused":
                 blocked = a > fused.BATCH_INNER_MAX_IN and fused._weight_blocks(a, b, n + 1)
+                product = 2 * a * b * (n + 1)
+                loops = a <= fused.BATCH_INNER_MAX_IN and a * b * (n + 1) <= fused.SMALL_LOOP_FLOATS
                 layers.append(LayerWork(
-                    matmul=2 * a * b * (n + 1),
+                    matmul=0 if loops else product, gather=product - b if loops else 0,
                     on_input=a * (act + 7 + k1 * (2 * k1 + 1) + 2 * n * (k1 + 1)),
                     after=(len(blocked) - 1) * b if blocked else 0))
             elif mode == "dense":

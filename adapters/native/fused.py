@@ -68,6 +68,12 @@ def _pick_segment(segments, slot, k, axis):
 
 #: layers with at most this many inputs build their columns batch-inner (see _make_kernels)
 BATCH_INNER_MAX_IN = 16
+#: batch-inner layers whose packed weight has at most this many floats run their three products
+#: (forward, weight and input gradients) as loops that inductor generates instead of BLAS
+#: calls, whose fixed cost (tens of microseconds with 2 threads) exceeds the work there
+#: (interleaved [2, 5, 1] b1000 train steps against the matched MLP, whole-model stack: 1.26x
+#: against 1.43x with BLAS)
+SMALL_LOOP_FLOATS = 4096
 #: packed weights of more floats than this are packed and used a block of inputs at a time
 BLOCKED_MIN_FLOATS = 1 << 21
 #: ... in blocks of about this many floats (4 MiB), with at least this many columns per block
@@ -163,13 +169,22 @@ def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]
     # the layer calls these composites: one compiled call per layer and direction (each call
     # of a compiled function costs a guard check, ~10-30 us: it shows on small layers).
     # ``cols`` is a list: one matrix, or one per input block when the layer is blocked.
+    # small batch-inner layers contract in inductor's own loops, not BLAS calls (see SMALL_LOOP_FLOATS)
+    loops = batch_inner and shape is not None and shape[0] * (nb + 1) * shape[1] <= SMALL_LOOP_FLOATS
+
     def product(cols, w):
+        if loops:  # C.T (F, B) and W (out, F) -> (B, out)
+            return (cols.unsqueeze(0) * w.unsqueeze(-1)).sum(1).t().contiguous()
         return (cols.t() if batch_inner else cols) @ w.t()
 
     def weight_grads(grad_out, cols, spline_weight, spline_scaler):
+        if loops:
+            return unpack((grad_out.t().unsqueeze(1) * cols.unsqueeze(0)).sum(-1), spline_weight, spline_scaler)
         return unpack(grad_out.t() @ (cols.t() if batch_inner else cols), spline_weight, spline_scaler)
 
     def input_grads(grad_out, w, x):
+        if loops:
+            return input_grad((w.t().unsqueeze(-1) * grad_out.t().unsqueeze(0)).sum(1), x).t()
         if batch_inner:  # x is x.T here, and so is its gradient
             return input_grad(w.t() @ grad_out.t(), x).t()
         return input_grad(grad_out @ w, x)
@@ -217,7 +232,66 @@ def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]
         forward=forward,
         backward_weights=backward_weights,
         backward_all=backward_all,
-        options=dict(batch_inner=batch_inner, blocks=len(input_blocks)),
+        options=dict(batch_inner=batch_inner, loops=loops, blocks=len(input_blocks)),
+    )
+
+
+def stack_fits(widths: tuple[int, ...], grid: int, k: int) -> bool:
+    """Whether a model of ``widths`` can run as one stack (:func:`_make_stack_kernels`): no
+    layer builds its packed weight in input blocks."""
+    return not any(a > BATCH_INNER_MAX_IN and _weight_blocks(a, b, grid + k + 1)
+                   for a, b in zip(widths[:-1], widths[1:]))
+
+
+def _make_stack_kernels(lo: float, h: float, grid: int, k: int, widths: tuple[int, ...],
+                        activation: str = "silu"):
+    """The kernels of a whole model of ``widths`` (every layer fused, none blocked: see
+    :func:`stack_fits`): one forward and one backward for all layers instead of one per layer
+    and direction.
+
+    Each compiled call costs a guard check and a wrapper, and each autograd Function call its
+    own bookkeeping, tens of microseconds together: on small models (the suites' tabular
+    [d, 8, c] at batch 32, the [2, 5, 1] and [30, 8, 2] benchmarks) that is a large part of a
+    step. The layers' arithmetic is :func:`_make_kernels`' own. Tensors are passed flat:
+    per layer ``spline_weight, spline_scaler, base_weight``; the forward returns the output
+    and, per layer, what its backward needs (its input, as the layer kernel takes it, its
+    columns and its packed weight)."""
+    layers = [_make_kernels(lo, h, grid, k, (a, b), activation) for a, b in zip(widths[:-1], widths[1:])]
+    inner = [layer["options"]["batch_inner"] for layer in layers]
+    n = len(layers)
+
+    def forward(x, *params):
+        saved = []
+        for i, layer in enumerate(layers):
+            xin = x.t().contiguous() if inner[i] else x
+            x, cols, w = layer["forward"](xin, *params[3 * i:3 * i + 3])
+            saved += [xin, cols[0], w]
+        return x, *saved
+
+    def backward(input_grad: bool, grad_out, *args):
+        saved, params = args[:3 * n], args[3 * n:]
+        grads = []
+        for i in reversed(range(n)):
+            xin, cols, w = saved[3 * i:3 * i + 3]
+            weights = params[3 * i:3 * i + 3]
+            if i or input_grad:  # the gradient comes back in the layout of the layer's input
+                grad_out, *layer_grads = layers[i]["backward_all"](grad_out, [cols], w, xin, *weights)
+            else:
+                layer_grads = layers[i]["backward_weights"](grad_out, [cols], *weights[:2])
+            grads = [*layer_grads, *grads]
+        return (grad_out, *grads) if input_grad else tuple(grads)
+
+    def backward_all(grad_out, *args):
+        return backward(True, grad_out, *args)
+
+    def backward_weights(grad_out, *args):
+        return backward(False, grad_out, *args)
+
+    return dict(
+        forward=forward,
+        backward_all=backward_all,
+        backward_weights=backward_weights,
+        options=dict(layers=n),
     )
 
 
@@ -353,8 +427,36 @@ class FusedKAN(torch.autograd.Function):
             gx, gw, gs, gb = ctx.kernels.backward_all(grad_out, cols, w, x, spline_weight, spline_scaler, base_weight)
         else:
             gw, gs, gb = ctx.kernels.backward_weights(grad_out, cols, spline_weight, spline_scaler)
-        if gb.untyped_storage().nbytes() > gb.numel() * gb.element_size():
-            # with one output row, inductor returns that row of dW as a view (it counts as
-            # contiguous): copy it, or dW stays alive as the gradient's storage
-            gb = gb.clone()
-        return gx, gw, gs, gb, None
+        return gx, gw, gs, _own_storage(gb), None
+
+
+def _own_storage(grad: torch.Tensor) -> torch.Tensor:
+    """``grad``, copied when it is a view into a larger buffer: with one output row inductor
+    returns that row of ``dW`` as a view (it counts as contiguous), and as a parameter's
+    gradient the view would keep all of ``dW`` alive."""
+    if grad.untyped_storage().nbytes() > grad.numel() * grad.element_size():
+        return grad.clone()
+    return grad
+
+
+class FusedKANStack(torch.autograd.Function):
+    """A whole model as one forward and one backward call (:func:`_make_stack_kernels`);
+    ``params`` flat, three per layer."""
+
+    @staticmethod
+    def forward(ctx, kernels: Kernels, x, *params):
+        y, *saved = kernels.forward(x, *params)
+        ctx.kernels = kernels
+        ctx.saved = len(saved)
+        ctx.save_for_backward(*saved, *params)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        tensors = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        if ctx.needs_input_grad[1]:
+            gx, *grads = ctx.kernels.backward_all(grad_out, *tensors)
+        else:
+            gx, grads = None, ctx.kernels.backward_weights(grad_out, *tensors)
+        return None, gx, *(_own_storage(g) for g in grads)

@@ -479,6 +479,10 @@ def _kaiming_uniform(w: torch.Tensor, a: float) -> None:
     w.uniform_(-bound, bound)
 
 
+#: each layer's parameters, in the order the stack kernels take them
+_STACKED = ("spline_weight", "spline_scaler", "base_weight")
+
+
 class NativeKAN(nn.Module):
     """A stack of :class:`NativeKANLayer`, widths ``[in, *hidden, out]``."""
 
@@ -487,14 +491,63 @@ class NativeKAN(nn.Module):
         self.layers = nn.ModuleList(
             NativeKANLayer(a, b, **layer_kwargs) for a, b in zip(widths[:-1], widths[1:])
         )
+        # plain list and cache for the per-forward stack check (a ModuleList is slower to read)
+        self._stack_layers = list(self.layers)
+        self._stack_key: tuple | None = None
+        self._stack: fused.Kernels | None = None
         #: whether the warm-up ran torch.compile'd kernels; None until it has run, False from the
         #: start where no layer compiles (compiling off, contraction "dense" or "reference")
         self.compiled_kernel: bool | None = None if any(layer.compiles() for layer in self.layers) else False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stack = self._stack_kernels()
+        if stack is not None:
+            shape = x.shape
+            params = [layer._parameters[name] for layer in self._stack_layers for name in _STACKED]
+            y = fused.FusedKANStack.apply(stack, x.reshape(-1, shape[-1]), *params)
+            return y.reshape(*shape[:-1], y.shape[-1])
         for layer in self.layers:
             x = layer(x)
         return x
+
+    def __getstate__(self):
+        """Without the stack cache (compiled functions neither pickle nor deep-copy): a copy
+        finds its stack again at its first forward."""
+        state = self.__dict__.copy()
+        state["_stack_key"] = state["_stack"] = None
+        return state
+
+    def _stack_kernels(self) -> fused.Kernels | None:
+        """The compiled kernels of the whole model as one stack (fused.py
+        ``_make_stack_kernels``: one call per step and direction instead of one per layer),
+        where every layer would run the compiled fused contraction on the same knots and
+        none is blocked; None otherwise (each layer runs its own contraction), or when the
+        stack failed to compile. The answer is kept until a layer's knots, grid, contraction
+        or compile permission, or the compile switch, change (this runs on every forward)."""
+        layers = self._stack_layers
+        key = (fused.enabled(), *[(layer.uniform, layer.grid_size, layer.contraction,
+                                   layer.compile_allowed) for layer in layers])
+        if key != self._stack_key:
+            self._stack_key, self._stack = key, self._find_stack()
+        stack = self._stack
+        return stack if stack is not None and stack.is_compiled else None
+
+    def _find_stack(self) -> fused.Kernels | None:
+        first = self.layers[0]
+        config = (first.uniform, first.grid_size, first.k, first.activation.name)
+        for layer in self.layers:
+            if (not layer.compiles() or layer._takes_sparse()
+                    or (layer.uniform, layer.grid_size, layer.k, layer.activation.name) != config):
+                return None
+        widths = (first.in_features, *(layer.out_features for layer in self.layers))
+        if not fused.stack_fits(widths, first.grid_size, first.k):
+            return None
+        return fused.kernels(*first._kernel_config(), widths, make=fused._make_stack_kernels,
+                             activation=first.activation.name)
+
+    def uses_compiled_kernels(self) -> bool:
+        """Whether the kernels this model runs are compiled: the stack's, or any layer's."""
+        return self._stack_kernels() is not None or any(layer.uses_compiled_kernels() for layer in self.layers)
 
     @torch.no_grad()
     def update_grid(self, x: torch.Tensor) -> None:

@@ -7,6 +7,7 @@ from bench.records.metrics import FINISHED, higher_is_better, metric_for_task, o
 from bench.records.result import RunResult, SeriesPoint, Status
 from bench.records.spec import (
     KEY_VERSION,
+    OPTIMIZER_IMPLS,
     Interventions,
     ProbeSpec,
     RunSpec,
@@ -18,6 +19,7 @@ from bench.records.spec import (
 __all__ = [
     "FINISHED",
     "KEY_VERSION",
+    "OPTIMIZER_IMPLS",
     "Interventions",
     "ProbeSpec",
     "RunResult",

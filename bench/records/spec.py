@@ -149,6 +149,10 @@ class TrainingSpec(_Strict):
     divergence_bound: float | None = Field(
         None, gt=1, description="a training loss above this many times the first epoch's "
         "mean ends the run as diverged (null: only NaN/inf does)")
+    optimizer_impl: Literal["auto", "fused", "foreach", "for_loop"] = Field(
+        "auto", description="torch's implementation of the update (same arithmetic, different "
+        "speed): auto takes the fastest the optimizer and device support, for every model "
+        "alike (see bench/optimizers.py); the one used is recorded per run")
 
     @field_validator("init")
     @classmethod
@@ -161,6 +165,10 @@ class TrainingSpec(_Strict):
         if self.optimizer == "lbfgs" and (self.weight_decay or self.grad_clip is not None):
             raise ValueError("lbfgs takes no weight_decay or grad_clip (torch's LBFGS has "
                              "neither); leave them out or use another optimizer")
+        if self.optimizer_impl != "auto" and self.optimizer_impl not in OPTIMIZER_IMPLS[self.optimizer]:
+            raise ValueError(f"optimizer {self.optimizer} has no {self.optimizer_impl} "
+                             f"implementation (it has: {', '.join(OPTIMIZER_IMPLS[self.optimizer])}; "
+                             f"or auto)")
         return self
 
     def identity(self) -> dict[str, Any]:
@@ -178,7 +186,20 @@ class TrainingSpec(_Strict):
 
 
 #: TrainingSpec fields added after run keys were first stored
-KEYED_WHEN_SET = ("init", "schedule", "divergence_bound", "regularization", "grid_update")
+KEYED_WHEN_SET = ("init", "schedule", "divergence_bound", "regularization", "grid_update",
+                  "optimizer_impl")
+
+
+#: the implementations of each optimizer's update that torch offers (fused and foreach kernels
+#: where its constructor takes them; the per-tensor loop always), fastest first; fused kernels
+#: also need a device that has them (CPU from torch 2.4, CUDA): see bench/optimizers.py
+OPTIMIZER_IMPLS = {
+    "adam": ("fused", "foreach", "for_loop"),
+    "adamw": ("fused", "foreach", "for_loop"),
+    "sgd": ("fused", "foreach", "for_loop"),
+    "rmsprop": ("foreach", "for_loop"),
+    "lbfgs": ("for_loop",),
+}
 
 
 class ProbeSpec(_Strict):

@@ -18,6 +18,8 @@ import adapters
 from adapters import Adapter, AdapterError, ModelSpec
 from bench.budget import solve_width
 from bench.errors import BudgetError
+from bench.optimizers import build_optimizer, implementation
+from bench.records import TrainingSpec
 from bench.speed.memory import peak_bytes
 
 
@@ -200,7 +202,7 @@ def make_bench(impl: str, cfg: Config, device: str = "cpu", seed: int = 0) -> Be
     y = torch.randint(0, max(out_dim, 2), (cfg.batch,), generator=g).clamp_(max=out_dim - 1).to(device)
     if out_dim == 1:  # cross-entropy needs two classes: score against zero
         model = _TwoLogits(model)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = build_optimizer(model.parameters(), TrainingSpec(optimizer="adam", lr=1e-3))
     info = {
         "impl": impl,
         "family": adapter.family,
@@ -208,6 +210,7 @@ def make_bench(impl: str, cfg: Config, device: str = "cpu", seed: int = 0) -> Be
         "params": adapter.count_params(model),
         "kan_params": kan_params(cfg),
         "arch": spec.describe(adapter.family),
+        "optimizer_impl_used": implementation(opt),
     }
     return Bench(impl, adapter, cfg, model, x, y, opt, info)
 
