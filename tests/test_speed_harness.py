@@ -78,3 +78,23 @@ def test_a_family_without_a_grid_is_timed_at_the_reference_kans_parameter_count(
     assert abs(params - kan_params(cfg)) <= FAMILY_TOLERANCE * kan_params(cfg)
     assert skip_reason(impl, Config((784, 64, 10), 256, 20)) == (
         f"{impl} has no grid: its model here is the one of the G5 configuration")
+
+
+
+def test_every_implementation_steps_with_the_suites_optimiser():
+    """The benchmarks' Adam is the one the suites train with (bench.optimizers, auto): the
+    same implementation for every model, so per-tensor costs do not favour any of them."""
+    import torch
+
+    from bench.optimizers import build_optimizer, implementation
+    from bench.records import TrainingSpec
+    from bench.speed.harness import make_bench
+
+    cfg = Config((2, 5, 1), 16)
+    for impl in ("native", "mlp", "efficient_kan", "inkan"):
+        if adapters.get(impl).unavailable_reason():
+            continue
+        bench = make_bench(impl, cfg)
+        suites = build_optimizer(bench.model.parameters(), TrainingSpec(lr=1e-3))
+        assert isinstance(bench.opt, torch.optim.Adam) and bench.opt.defaults["lr"] == 1e-3
+        assert bench.info["optimizer_impl_used"] == implementation(bench.opt) == implementation(suites)

@@ -447,7 +447,6 @@ class FusedKANStack(torch.autograd.Function):
     def forward(ctx, kernels: Kernels, x, *params):
         y, *saved = kernels.forward(x, *params)
         ctx.kernels = kernels
-        ctx.saved = len(saved)
         ctx.save_for_backward(*saved, *params)
         return y
 
