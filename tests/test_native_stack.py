@@ -145,3 +145,14 @@ def test_a_stack_that_fails_to_compile_falls_back_to_the_layers(compiling, monke
     for _ in range(2):
         torch.testing.assert_close(model(x), reference(x), atol=1e-12, rtol=1e-12)
     assert model._stack_kernels() is None and not model.uses_compiled_kernels()
+
+
+def test_a_replaced_layer_gets_a_stack_of_its_own(compiling):
+    from adapters.native.layer import NativeKANLayer
+
+    model = _model((3, 4, 2))
+    x = _inputs((3, 4, 2))
+    assert model(x).shape == (24, 2)
+    model.layers[1] = NativeKANLayer(4, 5, grid=5, k=3).double()
+    torch.testing.assert_close(model(x), _layer_by_layer(model, x), atol=1e-12, rtol=1e-12)
+    assert model(x).shape == (24, 5) and model._stack_kernels() is not None

@@ -491,8 +491,7 @@ class NativeKAN(nn.Module):
         self.layers = nn.ModuleList(
             NativeKANLayer(a, b, **layer_kwargs) for a, b in zip(widths[:-1], widths[1:])
         )
-        # plain list and cache for the per-forward stack check (a ModuleList is slower to read)
-        self._stack_layers = list(self.layers)
+        # the per-forward stack check's cache (see _stack_kernels)
         self._stack_key: tuple | None = None
         self._stack: fused.Kernels | None = None
         #: whether the warm-up ran torch.compile'd kernels; None until it has run, False from the
@@ -503,7 +502,7 @@ class NativeKAN(nn.Module):
         stack = self._stack_kernels()
         if stack is not None:
             shape = x.shape
-            params = [layer._parameters[name] for layer in self._stack_layers for name in _STACKED]
+            params = [layer._parameters[name] for layer in self._layer_list() for name in _STACKED]
             y = fused.FusedKANStack.apply(stack, x.reshape(-1, shape[-1]), *params)
             return y.reshape(*shape[:-1], y.shape[-1])
         for layer in self.layers:
@@ -522,15 +521,21 @@ class NativeKAN(nn.Module):
         ``_make_stack_kernels``: one call per step and direction instead of one per layer),
         where every layer would run the compiled fused contraction on the same knots and
         none is blocked; None otherwise (each layer runs its own contraction), or when the
-        stack failed to compile. The answer is kept until a layer's knots, grid, contraction
-        or compile permission, or the compile switch, change (this runs on every forward)."""
-        layers = self._stack_layers
-        key = (fused.enabled(), *[(layer.uniform, layer.grid_size, layer.contraction,
+        stack failed to compile. The answer is kept until a layer (or its knots, grid,
+        contraction or compile permission) or the compile switch changes (this runs on every
+        forward)."""
+        layers = self._layer_list()
+        key = (fused.enabled(), *[(id(layer), layer.uniform, layer.grid_size, layer.contraction,
                                    layer.compile_allowed) for layer in layers])
         if key != self._stack_key:
             self._stack_key, self._stack = key, self._find_stack()
         stack = self._stack
         return stack if stack is not None and stack.is_compiled else None
+
+    def _layer_list(self):
+        # the ModuleList's own dict: reading it through nn.Module attribute lookups costs
+        # microseconds per forward
+        return self._modules["layers"]._modules.values()
 
     def _find_stack(self) -> fused.Kernels | None:
         first = self.layers[0]
