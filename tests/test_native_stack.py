@@ -70,7 +70,6 @@ def test_the_stack_passes_gradcheck(needs_input_grad, compiling):
     widths = (3, 4, 2)
     model = _model(widths)
     stack = model._stack_kernels()
-    params = [p.detach().clone().requires_grad_(True) for p in model.parameters()]
     # the parameters in the stack's order: per layer spline weight, scaler, base weight
     order = [(i, name) for i in range(len(model.layers)) for name in ("spline_weight", "spline_scaler", "base_weight")]
     named = dict(model.named_parameters())
