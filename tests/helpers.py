@@ -50,3 +50,19 @@ def one_run_store(path: Path) -> Path:
                                    epochs=1, steps=1, train_time_s=1.0, throughput=10.0),
                    env={})
     return path
+
+
+def break_torch_compile(monkeypatch) -> None:
+    """Make every ``torch.compile``'d function raise at its first call, as where no C++
+    compiler exists, and empty the native kernel cache so that kernels are made again."""
+    import torch
+
+    from adapters.native import fused
+
+    def broken_compile(fn, **kwargs):
+        def raises(*args):
+            raise RuntimeError("no C++ compiler")
+        return raises
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(fused, "_cache", {})

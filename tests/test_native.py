@@ -14,6 +14,7 @@ from adapters.mlp import ACTIVATIONS as MLP_ACTIVATIONS
 from adapters.native import activations as native_activations
 from adapters.native.basis import cox_de_boor, uniform_basis, uniform_knots
 from adapters.native.layer import NativeKANLayer
+from helpers import break_torch_compile
 
 scipy_interpolate = pytest.importorskip("scipy.interpolate")
 
@@ -626,29 +627,15 @@ def test_auto_falls_back_to_eager_when_compile_is_off_or_fails(monkeypatch):
     check()
     monkeypatch.delenv("KANBENCH_NATIVE_COMPILE")
 
-    def broken_compile(fn, **kwargs):
-        def raises(*args):
-            raise RuntimeError("no C++ compiler")
-        return raises
-
-    monkeypatch.setattr(torch, "compile", broken_compile)
-    monkeypatch.setattr(fused, "_cache", {})
+    break_torch_compile(monkeypatch)
     check()  # the first call falls back to the eager twin, later ones to dense/sparse
     check()
     assert not fused.kernels(*ref.uniform, 5, 3, (n_in, 3)).is_compiled  # the layer ran eager
 
 
 def test_sparse_kernels_fall_back_to_eager_when_compile_fails(monkeypatch):
-    from adapters.native import fused
-
-    def broken_compile(fn, **kwargs):
-        def raises(*args):
-            raise RuntimeError("no C++ compiler")
-        return raises
-
     monkeypatch.setenv("KANBENCH_NATIVE_COMPILE", "1")
-    monkeypatch.setattr(torch, "compile", broken_compile)
-    monkeypatch.setattr(fused, "_cache", {})
+    break_torch_compile(monkeypatch)
     layer = NativeKANLayer(6, 3, grid=40, k=3).double()
     assert layer.compiles() and layer._takes_sparse()
     x = torch.rand(20, 6, dtype=torch.float64) * 2.4 - 1.2

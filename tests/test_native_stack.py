@@ -12,6 +12,7 @@ import torch
 
 from adapters.native import fused
 from adapters.native.layer import NativeKAN
+from helpers import break_torch_compile
 
 
 @pytest.fixture
@@ -129,13 +130,7 @@ def test_a_model_copies_and_pickles_without_its_stack(compiling):
 
 
 def test_a_stack_that_fails_to_compile_falls_back_to_the_layers(compiling, monkeypatch):
-    def broken_compile(fn, **kwargs):
-        def raises(*args):
-            raise RuntimeError("no C++ compiler")
-        return raises
-
-    monkeypatch.setattr(torch, "compile", broken_compile)
-    monkeypatch.setattr(fused, "_cache", {})
+    break_torch_compile(monkeypatch)
     model = _model((3, 4, 2))
     x = _inputs((3, 4, 2))
     reference = _model((3, 4, 2))
