@@ -19,6 +19,9 @@ import inspect
 from typing import Iterable
 
 import torch
+# An optimiser's constructor imports torch._dynamo on first use (about 2 s): imported here, at
+# start-up, no run's wall time or timeout pays for it.
+import torch._dynamo  # noqa: F401
 
 from bench.records import OPTIMIZER_IMPLS, TrainingSpec
 

@@ -28,6 +28,20 @@ def test_the_decision_weighs_the_largest_saving_against_the_compile_cost():
     assert not compile_pays(steps, 0.5, 1)[0] and compile_pays(steps + 1, 0.5, 1)[0]
 
 
+def test_configurations_compiled_already_cost_nothing():
+    # nothing left to compile: any saving pays
+    pays, why = compile_pays(800, 0.002, 0, 2)
+    assert pays
+    assert why == ("compiled: 2 layer configurations compiled already in this process; at most "
+                   "0.8 s saved over 800 steps of 2 ms eager")
+    # only the configurations still to compile are weighed
+    pays, why = compile_pays(800, 0.002, 1, 1)
+    assert not pays
+    assert why == ("eager: at most 0.8 s saved over 800 steps of 2 ms eager, less than 12 s to "
+                   "compile 1 layer configuration (1 more compiled already in this process)")
+    assert compile_pays(5000, 0.017, 1, 1)[0]
+
+
 def _compiling_model():
     a = adapters.get("native")
     model = a.build(ModelSpec(hidden=(3,), grid=5, k=3), 2, 1, seed=0)
@@ -57,6 +71,61 @@ def test_a_long_run_compiles(compile_on):
     assert a.provenance(model)["compile_decision"].startswith("compiled: ")
     assert a.provenance(model)["compiled_kernel"] == (
         "true" if model.layers[0].uses_compiled_kernels() else "false")
+
+
+def test_kernels_an_earlier_run_warmed_up_make_a_short_run_compile(compile_on, monkeypatch):
+    """Another seed of a model whose compiled kernels are warm in this process compiles even
+    for a few steps; the bookkeeping only (compilation itself: the slow test below)."""
+    import adapters.native as native
+    from adapters.native import fused
+
+    monkeypatch.setattr(fused, "_cache", {})  # this test's kernels only
+    warmed = []
+    monkeypatch.setattr(native, "compile_warm_up", lambda model, x: warmed.append(model))
+    a, first = _compiling_model()
+    assert [warm for _, warm in first.compiled_warm()] == [False, False]
+    assert fused._cache == {}  # asking built nothing
+    x = torch.rand(16, 2) * 2 - 1
+    a.warm_up(first, x, steps=10)
+    assert a.provenance(first)["compile_decision"].startswith("eager: ")
+    assert not warmed and first.compiled_warm() == []  # decided eager: nothing compiles
+    second = a.build(ModelSpec(hidden=(3,), grid=5, k=3), 2, 1, seed=1)
+    assert [warm for _, warm in second.compiled_warm()] == [False, False]
+    second._find_stack().warm = True  # as after a real warm-up (NativeKAN.mark_compiled_warm)
+    assert [warm for _, warm in second.compiled_warm()] == [True, True]
+    assert a.warm_up(second, x, steps=10) is True
+    assert warmed == [second]
+    assert a.provenance(second)["compile_decision"] == (
+        "compiled: 2 layer configurations compiled already in this process; at most "
+        + a.provenance(second)["compile_decision"].split("; at most ")[1])
+    # another shape is not warm
+    other = a.build(ModelSpec(hidden=(4,), grid=5, k=3), 2, 1, seed=0)
+    assert [warm for _, warm in other.compiled_warm()] == [False, False]
+    a.warm_up(other, x, steps=10)
+    assert a.provenance(other)["compile_decision"].startswith("eager: ")
+
+
+@pytest.mark.slow
+def test_a_second_seed_reuses_the_compiled_kernels(compile_on, monkeypatch):
+    from adapters.native import fused
+
+    monkeypatch.setattr(fused, "_cache", {})
+    a, first = _compiling_model()
+    x = torch.rand(16, 2) * 2 - 1
+    a.warm_up(first, x, steps=10**9)
+    if not first.uses_compiled_kernels():
+        pytest.skip("torch.compile failed here")
+    assert all(warm for _, warm in first.compiled_warm())
+    second = a.build(ModelSpec(hidden=(3,), grid=5, k=3), 2, 1, seed=1)
+    a.warm_up(second, x, steps=10)
+    assert a.provenance(second)["compile_decision"].startswith(
+        "compiled: 2 layer configurations compiled already in this process")
+    assert a.provenance(second)["compiled_kernel"] == "true"
+    with torch.no_grad():  # the compiled stack computes what the eager layers do
+        compiled = second(x)
+        for layer in second.layers:
+            layer.compile_allowed = False
+        assert torch.allclose(compiled, second(x), atol=1e-5)
 
 
 SUITE = """

@@ -158,3 +158,46 @@ def test_compiled_native_is_warmed_up_outside_the_training_clock(write_suite, co
     assert eager.warmup_time_s is None and eager.provenance["compiled_kernel"] == "false"
     for a, b in zip(compiled.curves, eager.curves):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("dataset", ["wine", "diabetes"])
+@pytest.mark.parametrize("adapter", ["native", "mlp"])
+def test_one_forward_for_all_splits_scores_as_split_by_split(write_suite, monkeypatch,
+                                                             dataset, adapter):
+    """Small splits are evaluated in one forward; each split's loss and metric are those of
+    evaluating it alone, and the chunked path (splits over one evaluation batch) agrees."""
+    import bench.train as train_mod
+
+    arch = "hidden: [6], grid: 4" if adapter == "native" else "hidden: [6]"
+    plan = plan_for(write_suite, f"""
+        seeds: [0]
+        training: {{epochs: 1}}
+        datasets: [{dataset}]
+        models: [{{name: m, adapter: {adapter}, {arch}}}]
+    """)
+    data = plan.dataset(dataset)
+    model = adapters.get(adapter).build(plan.runs[0].arch, data.in_dim, data.out_dim, seed=0)
+    splits = data.splits()
+    joined = train_mod.joined_inputs(splits)
+    assert joined is not None and len(joined) == sum(len(x) for x, _ in splits.values())
+    together = train_mod.evaluate_splits(model, data, splits, joined)
+    alone = {name: train_mod.evaluate(model, data, x, y) for name, (x, y) in splits.items()}
+    assert list(together) == ["train", "val", "test"] == list(alone)
+    for name in alone:
+        assert together[name] == pytest.approx(alone[name], rel=1e-5)
+    with torch.no_grad():  # the metric by hand, on the test split
+        out = model(data.x_test)
+    if data.task == "classification":
+        assert together["test"][1] == pytest.approx(
+            (out.argmax(1) == data.y_test).float().mean().item())
+    else:
+        std = data.target_std[0]
+        assert together["test"][1] == pytest.approx(
+            math.sqrt(((out - data.y_test) * std).pow(2).mean().item()), rel=1e-5)
+    assert model.training  # evaluation leaves the model training
+    # splits over one evaluation batch: evaluated one by one, in chunks, to the same scores
+    monkeypatch.setattr(train_mod, "EVAL_BATCH", 40)
+    assert train_mod.joined_inputs(splits) is None
+    chunked = train_mod.evaluate_splits(model, data, splits, None)
+    for name in alone:
+        assert chunked[name] == pytest.approx(alone[name], rel=1e-5)

@@ -36,23 +36,31 @@ __all__ = ["NativeAdapter", "NativeKAN", "NativeKANLayer", "compile_pays"]
 #: against 17.3 ms, [2, 5, 1] b1000 0.71 ms against 1.28 ms; [30, 8, 2] b512 and [1000, 1000,
 #: 1] b100 were no faster compiled); compiling one layer configuration's forward and backward
 #: took about 12 s with an empty cache (a [3, 4, 2] model's warm-up: 23.7 s for 2), which a
-#: cached one does not cost, but the cache cannot be asked cheaply.
+#: cached one does not cost, but the disk cache cannot be asked cheaply; kernels an earlier run
+#: of this process warmed up cost nothing (``Kernels.warm``).
 COMPILED_STEP_FRACTION = 0.5
 COMPILE_SECONDS_PER_CONFIG = 12.0
 #: eager forward + backward passes timed to estimate a step (after one untimed pass)
 TIMED_PASSES = 3
 
 
-def compile_pays(steps: int, eager_step_s: float, configs: int) -> tuple[bool, str]:
+def compile_pays(steps: int, eager_step_s: float, configs: int, ready: int = 0
+                 ) -> tuple[bool, str]:
     """Whether compiling ``configs`` layer configurations pays over ``steps`` steps whose eager
-    forward and backward take ``eager_step_s``, and the sentence that says why."""
+    forward and backward take ``eager_step_s``, and the sentence that says why. ``ready``
+    more configurations are compiled already in this process (by an earlier run of the same
+    shapes: another seed, say) and cost nothing."""
     saving = steps * eager_step_s * (1 - COMPILED_STEP_FRACTION)
     cost = configs * COMPILE_SECONDS_PER_CONFIG
     pays = saving > cost
-    return pays, (f"{'compiled' if pays else 'eager'}: at most {saving:.3g} s saved over "
-                  f"{steps} steps of {1e3 * eager_step_s:.3g} ms eager, "
-                  f"{'more' if pays else 'less'} than {cost:.3g} s to compile {configs} layer "
-                  f"configuration{'s' if configs != 1 else ''}")
+    plural = lambda n: f"{n} layer configuration{'s' if n != 1 else ''}"  # noqa: E731
+    gain = f"at most {saving:.3g} s saved over {steps} steps of {1e3 * eager_step_s:.3g} ms eager"
+    if configs == 0:
+        return pays, (f"{'compiled' if pays else 'eager'}: {plural(ready)} compiled already in "
+                      f"this process; {gain}")
+    compiled_already = f" ({ready} more compiled already in this process)" if ready else ""
+    return pays, (f"{'compiled' if pays else 'eager'}: {gain}, {'more' if pays else 'less'} "
+                  f"than {cost:.3g} s to compile {plural(configs)}{compiled_already}")
 
 
 def eager_step_seconds(model: torch.nn.Module, x: torch.Tensor) -> float:
@@ -116,24 +124,31 @@ class NativeAdapter(Adapter):
         results are the same. The model records the decision and its figures
         (``model.compile_decision``, in the run's provenance)."""
         model = self._net(model)
-        compiling = [layer for layer in model.layers if layer.compiles()]
+        if steps is not None:  # decided afresh (after a grid refinement too)
+            for layer in model.layers:
+                layer.compile_allowed = True
+        compiling = model.compiled_warm()
         if not compiling:
             model.compiled_kernel = False
             return False
         if steps is not None:
-            for layer in compiling:
+            def count(warm: bool) -> int:
+                return len({(layer._kernel_config(), layer.in_features, layer.out_features)
+                            for layer, ready in compiling if ready == warm})
+
+            for layer, _ in compiling:
                 layer.compile_allowed = False
             eager_s = eager_step_seconds(model, x)
-            configs = len({(layer._kernel_config(), layer.in_features, layer.out_features)
-                           for layer in compiling})
-            pays, model.compile_decision = compile_pays(steps, eager_s, configs)
+            pays, model.compile_decision = compile_pays(steps, eager_s, count(False), count(True))
             if not pays:
                 model.compiled_kernel = False
                 return True  # the timing ran before the clock: warm-up time
-            for layer in compiling:
+            for layer, _ in compiling:
                 layer.compile_allowed = True
         compile_warm_up(model, x)
         model.compiled_kernel = model.uses_compiled_kernels()
+        if model.compiled_kernel:
+            model.mark_compiled_warm()
         return True
 
     @staticmethod

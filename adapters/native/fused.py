@@ -335,6 +335,9 @@ class Kernels:
         #: settings of the kernels that callers need to know (not compiled)
         self.options: dict = self._eager.pop("options", {})
         self._compiled = None
+        #: a warm-up ran the compiled kernels at two batch sizes: running them again compiles
+        #: nothing (the adapter's compile decision counts them as free)
+        self.warm = False
         if compile:
             Kernels._made += 1
             tag = f"k{k}_g{grid}_{activation}_{Kernels._made}"
@@ -388,10 +391,12 @@ def enabled() -> bool:
 
 
 def kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int] | None = None,
-            make: Callable = _make_kernels, activation: str = "silu") -> Kernels:
+            make: Callable = _make_kernels, activation: str = "silu", create: bool = True
+            ) -> Kernels | None:
     """The kernels ``make`` builds for a configuration (grid, order, base activation) and layer
     shape, cached: compiled when compiling is on (each falls back to its eager twin if
-    compiling fails), else eager.
+    compiling fails), else eager. ``create=False`` only looks in the cache (None when they were
+    never built): building the first compiled kernels imports inductor, about 0.6 s.
 
     Layers pass their ``(in, out)`` shape so that each shape gets kernels of its own: shared
     kernels would be recompiled for every layer shape they meet, generic in the sizes (slower
@@ -401,6 +406,8 @@ def kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int] | Non
     compile = enabled()
     key = (make, lo, h, grid, k, shape, compile, activation)
     if key not in _cache:
+        if not create:
+            return None
         _cache[key] = Kernels(lo, h, grid, k, compile=compile, shape=shape, make=make, activation=activation)
     return _cache[key]
 

@@ -308,14 +308,21 @@ class NativeKANLayer(nn.Module):
         """Whether the compiled path of this layer is the sparse contraction (else fused)."""
         return self.contraction == "sparse" or (self.contraction == "auto" and not _fused_wins(self.grid_size, self.k))
 
+    def compiled_kernels(self, create: bool = True) -> fused.Kernels | None:
+        """The compiled kernels this layer runs on its own; None when it does not compile,
+        when compiling them failed, or (``create=False``) when they were never built."""
+        if not self.compiles():
+            return None
+        make = sparse.kernels if self._takes_sparse() else fused.kernels
+        shape = (self.in_features, self.out_features)
+        kernels = make(*self._kernel_config(), shape, activation=self.activation.name,
+                       create=create)
+        return kernels if kernels is not None and kernels.is_compiled else None
+
     def uses_compiled_kernels(self) -> bool:
         """Whether the kernels this layer runs are compiled (False before the first forward
         has tried, when compiling is off, or after compiling failed)."""
-        if not self.compiles():
-            return False
-        make = sparse.kernels if self._takes_sparse() else fused.kernels
-        shape = (self.in_features, self.out_features)
-        return make(*self._kernel_config(), shape, activation=self.activation.name).is_compiled
+        return self.compiled_kernels() is not None
 
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         """Dense basis ``(B, in, G + k)`` of a ``(B, in)`` input on this layer's knots."""
@@ -537,7 +544,9 @@ class NativeKAN(nn.Module):
         # microseconds per forward
         return self._modules["layers"]._modules.values()
 
-    def _find_stack(self) -> fused.Kernels | None:
+    def _stack_widths(self) -> tuple[int, ...] | None:
+        """The widths of the stack where the model would run as one (every layer compiles the
+        fused contraction on the same knots, and the stack fits), else None."""
         first = self.layers[0]
         config = (first.uniform, first.grid_size, first.k, first.activation.name)
         for layer in self.layers:
@@ -545,10 +554,38 @@ class NativeKAN(nn.Module):
                     or (layer.uniform, layer.grid_size, layer.k, layer.activation.name) != config):
                 return None
         widths = (first.in_features, *(layer.out_features for layer in self.layers))
-        if not fused.stack_fits(widths, first.grid_size, first.k):
+        return widths if fused.stack_fits(widths, first.grid_size, first.k) else None
+
+    def _find_stack(self, create: bool = True) -> fused.Kernels | None:
+        """The stack's kernels where the model runs as one (see :meth:`_stack_kernels`);
+        ``create`` as in :func:`fused.kernels`."""
+        widths = self._stack_widths()
+        if widths is None:
             return None
+        first = self.layers[0]
         return fused.kernels(*first._kernel_config(), widths, make=fused._make_stack_kernels,
-                             activation=first.activation.name)
+                             activation=first.activation.name, create=create)
+
+    def compiled_warm(self) -> list[tuple[NativeKANLayer, bool]]:
+        """Each layer that compiles, with whether the compiled kernels it would run (the
+        stack's, or its own) were warmed up in this process already, so that running them
+        compiles nothing more. Looks in the caches only: builds no kernels."""
+        if self._stack_widths() is not None:
+            stack = self._find_stack(create=False)
+            warm = stack is not None and stack.is_compiled and stack.warm
+            return [(layer, warm) for layer in self.layers]
+        compiling = [layer for layer in self.layers if layer.compiles()]
+        return [(layer, (kernels := layer.compiled_kernels(create=False)) is not None
+                 and kernels.warm) for layer in compiling]
+
+    def mark_compiled_warm(self) -> None:
+        """Record that the compiled kernels this model runs have been warmed up (after
+        :func:`adapters.base.compile_warm_up`): see :meth:`compiled_warm`."""
+        stack = self._stack_kernels()
+        for kernels in [stack] if stack is not None else [
+                layer.compiled_kernels() for layer in self.layers]:
+            if kernels is not None:
+                kernels.warm = True
 
     def uses_compiled_kernels(self) -> bool:
         """Whether the kernels this model runs are compiled: the stack's, or any layer's."""

@@ -136,9 +136,11 @@ def make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int],
 
 
 def kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int],
-            activation: str = "silu") -> fused.Kernels:
-    """The sparse kernels of a configuration and shape (cached; compiled where that works)."""
-    return fused.kernels(lo, h, grid, k, shape, make=make_kernels, activation=activation)
+            activation: str = "silu", create: bool = True) -> fused.Kernels | None:
+    """The sparse kernels of a configuration and shape (cached; compiled where that works;
+    ``create`` as in :func:`fused.kernels`)."""
+    return fused.kernels(lo, h, grid, k, shape, make=make_kernels, activation=activation,
+                         create=create)
 
 
 class SparseKAN(torch.autograd.Function):

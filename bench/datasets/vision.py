@@ -73,7 +73,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.decomposition import PCA
 from sklearn.model_selection import train_test_split
-from torchvision import datasets as tvd
 
 from bench.datasets import paths
 from bench.datasets.base import Dataset, SplitSpec, split_and_scale
@@ -311,17 +310,31 @@ def _download(name: str, cls: type, target: Path, label: str, files: list[str], 
 # CIFAR-10 (python pickle batches)
 
 
-class _UnverifiedCIFAR10(tvd.CIFAR10):
+def _tvd():
+    """torchvision's dataset classes, imported on first use: importing torchvision takes
+    about 2 s (it pulls in torch._dynamo), which suites without images should not pay."""
+    from torchvision import datasets
+
+    return datasets
+
+
+def _cifar10() -> type:
+    return _tvd().CIFAR10
+
+
+def _unverified_cifar10() -> type:
     """torchvision's CIFAR10 reader with its md5 checks off (used only when the batches do not
     match the published md5s, e.g. tiny synthetic batches in tests; recorded in info)."""
-
-    train_list = [[f, None] for f, _ in tvd.CIFAR10.train_list]
-    test_list = [[f, None] for f, _ in tvd.CIFAR10.test_list]
-    meta = {**tvd.CIFAR10.meta, "md5": None}
+    base = _cifar10()
+    return type("_UnverifiedCIFAR10", (base,), {
+        "train_list": [[f, None] for f, _ in base.train_list],
+        "test_list": [[f, None] for f, _ in base.test_list],
+        "meta": {**base.meta, "md5": None},
+    })
 
 
 def _cifar_files() -> list[tuple[str, str]]:
-    cls = tvd.CIFAR10
+    cls = _cifar10()
     return [(f, m) for f, m in cls.train_list + cls.test_list] + [
         (cls.meta["filename"], cls.meta["md5"])
     ]
@@ -333,11 +346,11 @@ def _cifar_root(candidates: list[Path], folder: str) -> tuple[Path | None, Path 
     extracted, or a download went."""
     names = [f for f, _ in _cifar_files()]
     for root in [*candidates, *(paths.cache_twin(c, folder) for c in candidates)]:
-        batches = root / tvd.CIFAR10.base_folder
+        batches = root / _cifar10().base_folder
         if all((batches / f).is_file() for f in names):
             return root, None
     for root in candidates:
-        if (root / tvd.CIFAR10.filename).is_file():
+        if (root / _cifar10().filename).is_file():
             return None, root
     return None, None
 
@@ -347,21 +360,21 @@ def _extract_cifar(archive_root: Path, folder: str) -> Path:
     interrupted extraction never leaves batches that look complete."""
     work = paths.writable_twin(archive_root, folder)
     work.mkdir(parents=True, exist_ok=True)
-    target = work / tvd.CIFAR10.base_folder
+    target = work / _cifar10().base_folder
     tmp = Path(tempfile.mkdtemp(prefix=".kanbench-extract-", dir=work))
     try:
-        with tarfile.open(archive_root / tvd.CIFAR10.filename, "r:gz") as tar:
+        with tarfile.open(archive_root / _cifar10().filename, "r:gz") as tar:
             tar.extractall(tmp, filter="data")
-        if not (tmp / tvd.CIFAR10.base_folder).is_dir():
-            raise DatasetError(f"dataset 'cifar10': {archive_root / tvd.CIFAR10.filename} has "
-                               f"no {tvd.CIFAR10.base_folder}/ folder; is it the CIFAR-10 "
+        if not (tmp / _cifar10().base_folder).is_dir():
+            raise DatasetError(f"dataset 'cifar10': {archive_root / _cifar10().filename} has "
+                               f"no {_cifar10().base_folder}/ folder; is it the CIFAR-10 "
                                f"python archive?")
         if target.exists():
             shutil.rmtree(target)
-        os.replace(tmp / tvd.CIFAR10.base_folder, target)
+        os.replace(tmp / _cifar10().base_folder, target)
     except (OSError, tarfile.TarError) as exc:
-        raise paths.damaged("cifar10", archive_root / tvd.CIFAR10.filename,
-                            f"cannot be extracted: {_short(exc)}", tvd.CIFAR10.url) from None
+        raise paths.damaged("cifar10", archive_root / _cifar10().filename,
+                            f"cannot be extracted: {_short(exc)}", _cifar10().url) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return work
@@ -378,7 +391,7 @@ def _load_cifar(name: str, data_dir: Path | None, verify: bool) -> _Raw:
     if root is None:
         root = _download_cifar(name, base / folder, folder)
         downloaded = True
-    batches = root / tvd.CIFAR10.base_folder
+    batches = root / _cifar10().base_folder
     sources = [batches / f for f, _ in _cifar_files()]
     work = paths.writable_twin(root, folder)
     cache = work / CACHE_NAME
@@ -391,32 +404,32 @@ def _load_cifar(name: str, data_dir: Path | None, verify: bool) -> _Raw:
     def decode() -> dict[str, Any]:
         bad = mismatched()
         if bad and verify:
-            raise paths.checksum_error(name, bad, "md5", tvd.CIFAR10.url)
+            raise paths.checksum_error(name, bad, "md5", _cifar10().url)
         status = "mismatch" if bad else "verified"
-        cls = _UnverifiedCIFAR10 if bad else tvd.CIFAR10
+        cls = _unverified_cifar10() if bad else _cifar10()
         train, test = _read_official(cls, root, name, "CIFAR-10 batches", batches,
-                                     tvd.CIFAR10.url)
+                                     _cifar10().url)
         as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
         return {
             "checksum": status,
             "x_train": as_t(train.data), "y_train": torch.tensor(train.targets, dtype=torch.long),
             "x_test": as_t(test.data), "y_test": torch.tensor(test.targets, dtype=torch.long),
             "classes": list(train.classes),
-            "reader": f"torchvision.datasets.{'CIFAR10' if cls is tvd.CIFAR10 else 'CIFAR10 (md5 checks off)'}",
+            "reader": "torchvision.datasets." + ("CIFAR10 (md5 checks off)" if bad else "CIFAR10"),
         }
 
     blob, written = _decoded(cache, fp, decode)
     bad = mismatched() if verify and blob["checksum"] == "mismatch" else []
     if bad:  # decoded earlier with verify_checksum: false
-        raise paths.checksum_error(name, bad, "md5", tvd.CIFAR10.url)
+        raise paths.checksum_error(name, bad, "md5", _cifar10().url)
     return _raw(blob, written, files=batches, downloaded=downloaded)
 
 
 def _download_cifar(name: str, target: Path, label: str) -> Path:
-    folder = target / tvd.CIFAR10.base_folder
-    how = (f"Download {tvd.CIFAR10.url} elsewhere and put it in {target} (it is extracted "
+    folder = target / _cifar10().base_folder
+    how = (f"Download {_cifar10().url} elsewhere and put it in {target} (it is extracted "
            f"on first use), or extract it so that {folder} holds the batches.")
-    return _download(name, tvd.CIFAR10, target, label, [f for f, _ in _cifar_files()], folder, how)
+    return _download(name, _cifar10(), target, label, [f for f, _ in _cifar_files()], folder, how)
 
 
 # --------------------------------------------------------------------------------------------
@@ -560,7 +573,7 @@ def _prepare(name: str, raw: _Raw, split: SplitSpec, opts: _Options) -> Dataset:
          "10 classes", options=OPTIONS)
 def load_mnist(split: SplitSpec, data_dir: Path | None = None, **options: Any) -> Dataset:
     opts = _options("mnist", **options)
-    raw = _load_idx("mnist", tvd.MNIST, "mnist", data_dir, opts.verify_checksum)
+    raw = _load_idx("mnist", _tvd().MNIST, "mnist", data_dir, opts.verify_checksum)
     return _prepare("mnist", raw, split, opts)
 
 
@@ -570,7 +583,7 @@ def load_mnist(split: SplitSpec, data_dir: Path | None = None, **options: Any) -
 def load_fashion_mnist(split: SplitSpec, data_dir: Path | None = None,
                        **options: Any) -> Dataset:
     opts = _options("fashion_mnist", **options)
-    raw = _load_idx("fashion_mnist", tvd.FashionMNIST, "fashion-mnist", data_dir,
+    raw = _load_idx("fashion_mnist", _tvd().FashionMNIST, "fashion-mnist", data_dir,
                     opts.verify_checksum)
     return _prepare("fashion_mnist", raw, split, opts)
 
