@@ -91,7 +91,10 @@ def test_kernels_an_earlier_run_warmed_up_make_a_short_run_compile(compile_on, m
     assert not warmed and first.compiled_warm() == []  # decided eager: nothing compiles
     second = a.build(ModelSpec(hidden=(3,), grid=5, k=3), 2, 1, seed=1)
     assert [warm for _, warm in second.compiled_warm()] == [False, False]
-    second._find_stack().warm = True  # as after a real warm-up (NativeKAN.mark_compiled_warm)
+    # as after a real warm-up in float64 (NativeKAN.mark_compiled_warm): not this model's
+    second._find_stack().warm.add((torch.device("cpu"), torch.float64))
+    assert [warm for _, warm in second.compiled_warm()] == [False, False]
+    second._find_stack().warm.add((torch.device("cpu"), torch.float32))
     assert [warm for _, warm in second.compiled_warm()] == [True, True]
     assert a.warm_up(second, x, steps=10) is True
     assert warmed == [second]

@@ -37,7 +37,7 @@ __all__ = ["NativeAdapter", "NativeKAN", "NativeKANLayer", "compile_pays"]
 #: 1] b100 were no faster compiled); compiling one layer configuration's forward and backward
 #: took about 12 s with an empty cache (a [3, 4, 2] model's warm-up: 23.7 s for 2), which a
 #: cached one does not cost, but the disk cache cannot be asked cheaply; kernels an earlier run
-#: of this process warmed up cost nothing (``Kernels.warm``).
+#: of this process warmed up on the same device and dtype cost nothing (``Kernels.warm``).
 COMPILED_STEP_FRACTION = 0.5
 COMPILE_SECONDS_PER_CONFIG = 12.0
 #: eager forward + backward passes timed to estimate a step (after one untimed pass)

@@ -335,9 +335,9 @@ class Kernels:
         #: settings of the kernels that callers need to know (not compiled)
         self.options: dict = self._eager.pop("options", {})
         self._compiled = None
-        #: a warm-up ran the compiled kernels at two batch sizes: running them again compiles
-        #: nothing (the adapter's compile decision counts them as free)
-        self.warm = False
+        #: (device, dtype) pairs a warm-up ran the compiled kernels on, at two batch sizes:
+        #: running them there again compiles nothing (the compile decision counts them free)
+        self.warm: set[tuple[torch.device, torch.dtype]] = set()
         if compile:
             Kernels._made += 1
             tag = f"k{k}_g{grid}_{activation}_{Kernels._made}"

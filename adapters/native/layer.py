@@ -566,26 +566,32 @@ class NativeKAN(nn.Module):
         return fused.kernels(*first._kernel_config(), widths, make=fused._make_stack_kernels,
                              activation=first.activation.name, create=create)
 
+    def _placement(self) -> tuple[torch.device, torch.dtype]:
+        weight = self.layers[0].spline_weight
+        return weight.device, weight.dtype
+
     def compiled_warm(self) -> list[tuple[NativeKANLayer, bool]]:
         """Each layer that compiles, with whether the compiled kernels it would run (the
-        stack's, or its own) were warmed up in this process already, so that running them
-        compiles nothing more. Looks in the caches only: builds no kernels."""
+        stack's, or its own) were warmed up in this process already, on this model's device
+        and dtype, so that running them compiles nothing more. Looks in the caches only:
+        builds no kernels."""
+        placement = self._placement()
         if self._stack_widths() is not None:
             stack = self._find_stack(create=False)
-            warm = stack is not None and stack.is_compiled and stack.warm
+            warm = stack is not None and stack.is_compiled and placement in stack.warm
             return [(layer, warm) for layer in self.layers]
         compiling = [layer for layer in self.layers if layer.compiles()]
         return [(layer, (kernels := layer.compiled_kernels(create=False)) is not None
-                 and kernels.warm) for layer in compiling]
+                 and placement in kernels.warm) for layer in compiling]
 
     def mark_compiled_warm(self) -> None:
-        """Record that the compiled kernels this model runs have been warmed up (after
-        :func:`adapters.base.compile_warm_up`): see :meth:`compiled_warm`."""
+        """Record that the compiled kernels this model runs have been warmed up on its device
+        and dtype (after :func:`adapters.base.compile_warm_up`): see :meth:`compiled_warm`."""
         stack = self._stack_kernels()
         for kernels in [stack] if stack is not None else [
                 layer.compiled_kernels() for layer in self.layers]:
             if kernels is not None:
-                kernels.warm = True
+                kernels.warm.add(self._placement())
 
     def uses_compiled_kernels(self) -> bool:
         """Whether the kernels this model runs are compiled: the stack's, or any layer's."""
