@@ -22,7 +22,7 @@ from bench.datasets import Dataset, DatasetOptionError, cached_dataset
 from bench.errors import BudgetError, KanbenchError, SuiteError
 from bench.records.spec import Interventions, RunSpec
 from bench.suite import ModelEntry, Suite
-from bench.train import EVAL_BATCH
+from bench.train import eval_rows
 
 @dataclass(frozen=True)
 class DataShape:
@@ -192,7 +192,7 @@ def build_plan(suite: Suite, path: str | Path, *, device: str | None = None,
                 s = solved[m.name]
                 # a training batch, or an evaluation chunk of the largest split, whichever is
                 # larger, keeps its values in memory at once
-                rows = max(training.batch_size, min(EVAL_BATCH, shape.n_train))
+                rows = max(training.batch_size, min(eval_rows(shape.in_dim, dev), shape.n_train))
                 family = adapters.get(m.adapter).family
                 try:
                     check_memory(s.params, f"dataset '{entry.display}', model '{m.name}'",

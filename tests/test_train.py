@@ -201,3 +201,27 @@ def test_one_forward_for_all_splits_scores_as_split_by_split(write_suite, monkey
     chunked = train_mod.evaluate_splits(model, data, splits, None)
     for name in alone:
         assert chunked[name] == pytest.approx(alone[name], rel=1e-5)
+
+
+def test_cpu_evaluation_chunks_hold_a_bounded_number_of_input_values():
+    """Wide inputs are evaluated in fewer rows per chunk on CPU (cache-sized intermediates);
+    narrow ones, and every GPU chunk, take EVAL_BATCH rows."""
+    import bench.train as train_mod
+    from bench.train import EVAL_BATCH, EVAL_CPU_VALUES, eval_rows
+
+    assert eval_rows(784, "cpu") == EVAL_CPU_VALUES // 784 < EVAL_BATCH
+    assert eval_rows(10, "cpu") == EVAL_BATCH
+    assert eval_rows(10**7, "cpu") == 1
+    assert eval_rows(784, "cuda") == EVAL_BATCH
+    # evaluate() calls the model on chunks of that many rows
+    calls = []
+    model = torch.nn.Linear(784, 3)
+    model.register_forward_hook(lambda m, inputs, out: calls.append(len(inputs[0])))
+
+    class Data:
+        task, metric, target_std = "classification", "accuracy", None
+
+    x, y = torch.rand(1000, 784), torch.randint(0, 3, (1000,))
+    train_mod.evaluate(model, Data(), x, y)
+    rows = EVAL_CPU_VALUES // 784
+    assert calls == [rows] * (1000 // rows) + [1000 % rows]
