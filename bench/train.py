@@ -52,6 +52,8 @@ def eval_rows(row_values: int, device: torch.device | str) -> int:
     if torch.device(device).type != "cpu":
         return EVAL_BATCH
     return max(1, min(EVAL_BATCH, EVAL_CPU_VALUES // max(1, row_values)))
+
+
 #: training rows a grid refinement fits on (besides points spread over every new cell)
 REFINE_SAMPLES = 4096
 
@@ -131,8 +133,9 @@ def evaluate(model: torch.nn.Module, data: Dataset, x: torch.Tensor, y: torch.Te
 
 def joined_inputs(splits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor | None:
     """Every split's inputs in one tensor when together they fit one evaluation chunk
-    (:func:`eval_rows`), else None. Small tabular models pay mostly per call: one forward for the three splits instead
-    of three costs a third of the calls, and each row's output is the same."""
+    (:func:`eval_rows`), else None. Small tabular models pay mostly per call: one forward for
+    the three splits instead of three costs a third of the calls, and each row's output is the
+    same."""
     first = next(iter(splits.values()))[0]
     if sum(len(x) for x, _ in splits.values()) > eval_rows(math.prod(first.shape[1:]),
                                                              first.device):
