@@ -95,7 +95,7 @@ def _split_sums(data: Dataset, out: torch.Tensor, y: torch.Tensor,
                 std: torch.Tensor | None) -> torch.Tensor:
     """(summed loss, correct count or summed squared error) of one chunk, as one tensor: the
     caller reads them with one host sync."""
-    loss = _loss(data, out, y).detach().double() * len(y)
+    loss = _loss(data, out, y).double() * len(y)
     if data.task == "classification":
         hits = (out.argmax(dim=1) == y).sum().double()
     else:
@@ -103,11 +103,13 @@ def _split_sums(data: Dataset, out: torch.Tensor, y: torch.Tensor,
     return torch.stack([loss, hits])
 
 
-def _scores(data: Dataset, sums: torch.Tensor, n: int, outputs: int) -> tuple[float, float]:
+def _scores(data: Dataset, sums: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(mean loss, accuracy or RMSE) of a split with targets ``y`` from its summed values."""
     loss_sum, hits = sums.tolist()
+    n = len(y)
     if data.task == "classification":
         return loss_sum / n, hits / n
-    return loss_sum / n, math.sqrt(hits / (n * outputs))
+    return loss_sum / n, math.sqrt(hits / (n * y.shape[1]))
 
 
 def _target_std(data: Dataset, x: torch.Tensor) -> torch.Tensor | None:
@@ -128,7 +130,7 @@ def evaluate(model: torch.nn.Module, data: Dataset, x: torch.Tensor, y: torch.Te
         xb, yb = x[i:i + rows], y[i:i + rows]
         sums += _split_sums(data, model(xb), yb, std)
     model.train()
-    return _scores(data, sums, len(x), y.shape[1] if y.dim() > 1 else 1)
+    return _scores(data, sums, y)
 
 
 def joined_inputs(splits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor | None:
@@ -160,8 +162,7 @@ def evaluate_splits(model: torch.nn.Module, data: Dataset,
     parts = torch.split(out, [len(x) for x, _ in splits.values()])
     sums = torch.stack([_split_sums(data, part, y, std)
                         for part, (_, y) in zip(parts, splits.values())]).cpu()
-    return {name: _scores(data, s, len(y), y.shape[1] if y.dim() > 1 else 1)
-            for s, (name, (_, y)) in zip(sums, splits.items())}
+    return {name: _scores(data, s, y) for s, (name, (_, y)) in zip(sums, splits.items())}
 
 
 def fit(spec: RunSpec, data: Dataset, adapter: Adapter,

@@ -98,9 +98,8 @@ def test_kernels_an_earlier_run_warmed_up_make_a_short_run_compile(compile_on, m
     assert [warm for _, warm in second.compiled_warm()] == [True, True]
     assert a.warm_up(second, x, steps=10) is True
     assert warmed == [second]
-    assert a.provenance(second)["compile_decision"] == (
-        "compiled: 2 layer configurations compiled already in this process; at most "
-        + a.provenance(second)["compile_decision"].split("; at most ")[1])
+    assert a.provenance(second)["compile_decision"].startswith(
+        "compiled: 2 layer configurations compiled already in this process; at most ")
     # another shape is not warm
     other = a.build(ModelSpec(hidden=(4,), grid=5, k=3), 2, 1, seed=0)
     assert [warm for _, warm in other.compiled_warm()] == [False, False]

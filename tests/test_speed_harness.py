@@ -80,7 +80,6 @@ def test_a_family_without_a_grid_is_timed_at_the_reference_kans_parameter_count(
         f"{impl} has no grid: its model here is the one of the G5 configuration")
 
 
-
 def test_every_implementation_steps_with_the_suites_optimiser():
     """The benchmarks' Adam is the one the suites train with (bench.optimizers, auto): the
     same implementation for every model, so per-tensor costs do not favour any of them."""

@@ -556,10 +556,12 @@ class NativeKAN(nn.Module):
         widths = (first.in_features, *(layer.out_features for layer in self.layers))
         return widths if fused.stack_fits(widths, first.grid_size, first.k) else None
 
-    def _find_stack(self, create: bool = True) -> fused.Kernels | None:
+    def _find_stack(self, create: bool = True, widths: tuple[int, ...] | None = None
+                    ) -> fused.Kernels | None:
         """The stack's kernels where the model runs as one (see :meth:`_stack_kernels`);
-        ``create`` as in :func:`fused.kernels`."""
-        widths = self._stack_widths()
+        ``create`` as in :func:`fused.kernels`; ``widths``: :meth:`_stack_widths`, when
+        the caller has them."""
+        widths = widths or self._stack_widths()
         if widths is None:
             return None
         first = self.layers[0]
@@ -576,8 +578,9 @@ class NativeKAN(nn.Module):
         and dtype, so that running them compiles nothing more. Looks in the caches only:
         builds no kernels."""
         placement = self._placement()
-        if self._stack_widths() is not None:
-            stack = self._find_stack(create=False)
+        widths = self._stack_widths()
+        if widths is not None:
+            stack = self._find_stack(create=False, widths=widths)
             warm = stack is not None and stack.is_compiled and placement in stack.warm
             return [(layer, warm) for layer in self.layers]
         compiling = [layer for layer in self.layers if layer.compiles()]
@@ -588,10 +591,11 @@ class NativeKAN(nn.Module):
         """Record that the compiled kernels this model runs have been warmed up on its device
         and dtype (after :func:`adapters.base.compile_warm_up`): see :meth:`compiled_warm`."""
         stack = self._stack_kernels()
+        placement = self._placement()
         for kernels in [stack] if stack is not None else [
                 layer.compiled_kernels() for layer in self.layers]:
             if kernels is not None:
-                kernels.warm.add(self._placement())
+                kernels.warm.add(placement)
 
     def uses_compiled_kernels(self) -> bool:
         """Whether the kernels this model runs are compiled: the stack's, or any layer's."""
