@@ -565,7 +565,8 @@ def test_fused_kernel_gradcheck(compiled, k, grid, layout, monkeypatch):
     kernels = fused.Kernels(*layer.uniform, grid, k, compile=compiled, shape=shape)
     assert kernels.options == {"batch_inner": layout.startswith("batch-inner"),
                                "loops": layout == "batch-inner",
-                               "blocks": 3 if layout == "weight-blocks" else 0}
+                               "blocks": 3 if layout == "weight-blocks" else 0,
+                               "grad_out_batch_inner": layout == "batch-inner"}
     x = _edge_inputs(layer)
     x_fd = x[:12] if k == 1 else x  # linear splines: the derivative jumps at the knots
     params = [p.detach().clone().requires_grad_(True) for p in (layer.spline_weight, layer.spline_scaler, layer.base_weight)]

@@ -44,12 +44,17 @@ def _layer_by_layer(model, x):
 
 
 # [3, 4, 2]: every layer batch-inner, contracted in loops; [20, 3, 2]: a basis-major first
-# layer (BLAS) and a small second one; [2, 5, 1]: one output (its weight gradient row)
-WIDTHS = [(3, 4, 2), (20, 3, 2), (2, 5, 1)]
+# layer (BLAS) and a small second one; [2, 5, 1]: one output (its weight gradient row);
+# [20, 3, 4, 2]: a basis-major layer and a loop one, each handing the next its output transposed
+WIDTHS = [(3, 4, 2), (20, 3, 2), (2, 5, 1), (20, 3, 4, 2)]
 
 
-@pytest.mark.parametrize("widths", WIDTHS, ids=str)
-def test_the_stack_gives_the_layers_function_and_gradients(widths, compiling):
+@pytest.mark.parametrize("widths,products", [*((w, "loops") for w in WIDTHS),
+                                              ((3, 4, 2), "blas"), ((20, 3, 4, 2), "blas")], ids=str)
+def test_the_stack_gives_the_layers_function_and_gradients(widths, products, compiling, monkeypatch):
+    if products == "blas":  # small batch-inner layers by BLAS too, not inductor's loops
+        monkeypatch.setattr(fused, "SMALL_LOOP_FLOATS", 0)
+        monkeypatch.setattr(fused, "_cache", {})  # kernels built under the default
     model = _model(widths)
     assert model._stack_kernels() is not None
     x = _inputs(widths).requires_grad_(True)
