@@ -32,7 +32,7 @@ from typing import Callable
 
 import torch
 
-from adapters.native import activations
+from adapters.native import activations, direct
 from adapters.native.basis import _segment_tables
 
 log = logging.getLogger(__name__)
@@ -277,7 +277,10 @@ def _make_stack_kernels(lo: float, h: float, grid: int, k: int, widths: tuple[in
             out_t = i + 1 < n and inner[i + 1]
             x, cols, w = layer["forward"](xin, *params[3 * i:3 * i + 3], out_t=out_t)
             saved += [xin, cols[0], w]
-        return x, *saved
+        # the first layer's input, where it is the stack's own input, is saved by the caller
+        # (FusedKANStack): a compiled graph that returns an input unchanged cannot be called
+        # directly (see direct.py)
+        return x, *(saved[1:] if not inner[0] else saved)
 
     def backward(input_grad: bool, grad_out, *args):
         saved, params = args[:3 * n], args[3 * n:]
@@ -302,7 +305,7 @@ def _make_stack_kernels(lo: float, h: float, grid: int, k: int, widths: tuple[in
         forward=forward,
         backward_all=backward_all,
         backward_weights=backward_weights,
-        options=dict(layers=n, grad_out_batch_inner=layers[-1]["options"]["loops"]),
+        options=dict(layers=n, grad_out_batch_inner=layers[-1]["options"]["loops"], caller_saves_input=not inner[0]),
     )
 
 
@@ -338,7 +341,7 @@ class Kernels:
 
     def __init__(self, lo: float, h: float, grid: int, k: int, compile: bool = True,
                  shape: tuple[int, int] | None = None, make: Callable = _make_kernels,
-                 activation: str = "silu"):
+                 activation: str = "silu", direct_calls: bool = False):
         self.key = (grid, k, activation)
         #: the base activation the kernels are built for
         self.activation = activations.get(activation)
@@ -352,10 +355,8 @@ class Kernels:
         if compile:
             Kernels._made += 1
             tag = f"k{k}_g{grid}_{activation}_{Kernels._made}"
-            self._compiled = {
-                name: torch.compile(_own_code(fn, tag), fullgraph=True, options=_compile_options())
-                for name, fn in self._eager.items()
-            }
+            self._compiled = {name: _compiled(_own_code(fn, tag), direct_calls)
+                              for name, fn in self._eager.items()}
 
     @property
     def is_compiled(self) -> bool:
@@ -382,6 +383,16 @@ class Kernels:
 #: then costs more than the loop (and much more while other processes hold the cores), so
 #: parallelise only from ATen's own grain size, 32768 elements per thread
 _INDUCTOR_OPTIONS = {"cpp.min_chunk_size": 32768}
+
+
+def _compiled(fn: Callable, direct_calls: bool = False) -> Callable:
+    """``fn`` compiled by inductor; with ``direct_calls``, called around dynamo's per-call
+    work where that is safe (:mod:`adapters.native.direct`, which may be switched off)."""
+    options = _compile_options()
+    if not (direct_calls and direct.available()):
+        return torch.compile(fn, fullgraph=True, options=options)
+    guard_filter = options.pop("guard_filter_fn", None)
+    return direct.DirectCall(fn, options, guard_filter)
 
 
 def _compile_options() -> dict:
@@ -415,11 +426,14 @@ def kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int] | Non
     (measured: [784, 64, 10] G5 train step 1.34x the MLP alone, 2.5x after other
     configurations had shared its kernels). Only the batch size then varies."""
     compile = enabled()
-    key = (make, lo, h, grid, k, shape, compile, activation)
+    # a whole model's stack (small models: per-call costs matter) is called around dynamo
+    direct_calls = compile and make is _make_stack_kernels and direct.enabled()
+    key = (make, lo, h, grid, k, shape, compile, activation, direct_calls)
     if key not in _cache:
         if not create:
             return None
-        _cache[key] = Kernels(lo, h, grid, k, compile=compile, shape=shape, make=make, activation=activation)
+        _cache[key] = Kernels(lo, h, grid, k, compile=compile, shape=shape, make=make,
+                              activation=activation, direct_calls=direct_calls)
     return _cache[key]
 
 
@@ -473,6 +487,8 @@ class FusedKANStack(torch.autograd.Function):
     @staticmethod
     def forward(ctx, kernels: Kernels, x, *params):
         y, *saved = kernels.forward(x, *params)
+        if kernels.options.get("caller_saves_input"):
+            saved.insert(0, x)
         ctx.kernels = kernels
         ctx.save_for_backward(*saved, *params)
         return y
