@@ -22,22 +22,36 @@ class _Clock:
         return self.now
 
 
-def test_measure_rotates_the_order_and_times_each_call():
+def test_measure_shuffles_the_order_and_times_each_call():
     clock = _Clock()
     calls = []
     fns = {}
-    for name, t in (("mlp", 1.0), ("native", 2.0), ("inkan", 3.0)):
+    names = ("mlp", "native", "inkan", "efficient_kan")
+    for name, t in zip(names, (1.0, 2.0, 3.0, 4.0)):
         def fn(name=name, t=t):
             calls.append(name)
             clock.now += t
         fns[name] = (None, fn)
-    times = measure(fns, rounds=3, warmup=1, clock=clock)
-    assert times == {"mlp": [1.0] * 3, "native": [2.0] * 3, "inkan": [3.0] * 3}
-    warm, timed = calls[:3], calls[3:]
-    assert sorted(warm) == ["inkan", "mlp", "native"]
-    # each round starts with a different implementation: none is always first (cache-cold)
-    firsts = {timed[i * 3] for i in range(3)}
-    assert firsts == {"mlp", "native", "inkan"}
+    rounds = 200
+    times = measure(fns, rounds=rounds, warmup=1, clock=clock)
+    assert times == {name: [t] * rounds for name, t in zip(names, (1.0, 2.0, 3.0, 4.0))}
+    assert sorted(calls[:4]) == sorted(names)  # the warm-up round runs each once
+    timed = calls[4:]
+    rounds_run = [timed[i:i + 4] for i in range(0, len(timed), 4)]
+    assert all(sorted(r) == sorted(names) for r in rounds_run)  # each once per round
+    # every implementation runs first, and right after every other one, in a fair share of
+    # the rounds: a fixed rotation kept native after efficient-kan in every round
+    firsts = [r[0] for r in rounds_run]
+    assert all(firsts.count(n) > rounds / 8 for n in names)
+    after = [(a, b) for a, b in zip(timed, timed[1:])]
+    for a in names:
+        for b in names:
+            if a != b:
+                assert after.count((a, b)) > rounds / 8, (a, b)
+    # seeded: the same orders again
+    calls.clear()
+    measure(fns, rounds=rounds, warmup=1, clock=clock)
+    assert calls[4:] == timed
 
 
 def test_measure_calls_setup_outside_the_timing():

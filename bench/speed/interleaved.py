@@ -3,8 +3,8 @@
 pytest-benchmark (tests/benchmarks) times all rounds of one implementation, then all of the
 next: on a shared machine a disturbance lasting a few seconds lands on one implementation and
 moves its ratios, and the slower drift of the machine's speed separates implementations timed
-a minute apart. Here each round times every implementation once, in an order that rotates from
-round to round (none is always first after the others), and the ratios are taken per round
+a minute apart. Here each round times every implementation once, in an order shuffled from
+round to round (none is always first, or always after the same one), and the ratios are taken per round
 (paired) and summarised by their median, so a disturbed round moves one paired ratio and
 not the summary. Measured on this project's 2-core machine: one of three full pytest-benchmark
 runs read native's [784, 64, 10] train step at G = 10, 20 and 50 at 1.59x, 1.58x and 1.53x the
@@ -16,6 +16,7 @@ The models, inputs and matched MLPs are the benchmarks' own (bench/speed/harness
 
 from __future__ import annotations
 
+import random
 import re
 import statistics
 import time
@@ -118,13 +119,17 @@ def _timed(bench: Bench, kind: str) -> Timed:
 
 
 def measure(fns: dict[str, Timed], rounds: int, warmup: int,
-            clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
-    """Each implementation's time in each of ``rounds`` rounds (after ``warmup`` untimed ones);
-    round ``r`` starts with the ``r``-th implementation and goes on in order."""
+            clock: Callable[[], float] = time.perf_counter, seed: int = 0) -> dict[str, list[float]]:
+    """Each implementation's time in each of ``rounds`` rounds (after ``warmup`` untimed ones),
+    each round in its own order, shuffled (seeded): over the rounds every implementation runs
+    first, and right after each other one, about equally often. What ran just before a step
+    (its caches, its allocations) changes the step's time; a rotation of one fixed order would
+    keep each implementation after the same predecessor in every round."""
     names = list(fns)
     times: dict[str, list[float]] = {n: [] for n in names}
+    order = random.Random(seed)
     for r in range(warmup + rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in order.sample(names, len(names)):
             setup, target = fns[name]
             args = setup() if setup is not None else ()
             start = clock()
@@ -198,7 +203,7 @@ def render_markdown(groups: list[Group], rounds: int, threads: int) -> str:
         "# Interleaved speed ratios",
         "",
         f"{rounds} rounds per configuration, {threads} threads, torch {torch.__version__}. Each round "
-        "times every implementation once (rotating order); **vs MLP** and **native vs it** are "
+        "times every implementation once (shuffled order); **vs MLP** and **native vs it** are "
         "medians of the paired per-round ratios, with their interquartile range.",
         "",
         "## Summary",
