@@ -115,3 +115,14 @@ def test_the_switch_turns_direct_calls_off(compiling, monkeypatch):
     model = NativeKAN((3, 4, 2), grid=5, k=3)
     model(torch.rand(8, 3))
     assert not any(isinstance(fn, direct.DirectCall) for fn in model._stack_kernels()._compiled.values())
+
+
+def test_calls_under_autocast_go_through_dynamo(compiling):
+    call = _call(lambda x, w: x @ w)
+    x, w = torch.rand(4, 3), torch.rand(3, 2)
+    call(x, w)
+    call(x, w)
+    assert call.direct_calls == 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = call(x, w)
+    assert out.dtype == torch.bfloat16 and call.direct_calls == 1  # dynamo's graph with the casts

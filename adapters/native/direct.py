@@ -17,8 +17,8 @@ Safety: a graph is called directly only after one direct call returned exactly w
 returned for the same arguments (same tensors, shapes, strides: dynamo may return values that
 are not graph outputs, such as an input passed through, and such a graph is never called
 directly); any exception in a direct call sends that graph's calls through dynamo for good;
-arguments this cannot key (anything but tensors and hashable scalars) always go through dynamo.
-What is computed never changes, only the path to it. ``KANBENCH_NATIVE_DIRECT=0`` turns it off.
+arguments this cannot key (anything but tensors and hashable scalars), and calls under
+autocast, always go through dynamo. What is computed never changes, only the path to it. ``KANBENCH_NATIVE_DIRECT=0`` turns it off.
 
 It leans on two internals of torch (``torch._inductor.compile_fx.compile_fx``, the backend
 inductor's own, and the ``grapharg`` source records dynamo attaches to graph inputs); where
@@ -91,7 +91,9 @@ def _reader(name: str, params: list[str], varargs: str | None) -> Callable | Non
 def _keys(args: tuple) -> tuple[tuple, tuple] | None:
     """(key of a graph generic in sizes, the tensors' sizes): grad mode, then per argument
     its dtype, device and requires_grad (tensors) or itself (scalars). None where an argument
-    is neither."""
+    is neither, or under autocast (dynamo traces its casts into the graph)."""
+    if torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda"):
+        return None
     meta: list = [torch.is_grad_enabled()]
     sizes = []
     for a in args:
