@@ -18,12 +18,13 @@ returned for the same arguments (same tensors, shapes, strides: dynamo may retur
 are not graph outputs, such as an input passed through, and such a graph is never called
 directly); any exception in a direct call sends that graph's calls through dynamo for good;
 arguments this cannot key (anything but tensors and hashable scalars), and calls under
-autocast, always go through dynamo. What is computed never changes, only the path to it. ``KANBENCH_NATIVE_DIRECT=0`` turns it off.
+autocast, always go through dynamo. What is computed never changes, only the path to it.
+``KANBENCH_NATIVE_DIRECT=0`` turns it off.
 
-It leans on two internals of torch (``torch._inductor.compile_fx.compile_fx``, the backend
-inductor's own, and the ``grapharg`` source records dynamo attaches to graph inputs); where
-either is missing, the kernels are compiled by plain ``torch.compile`` and called through
-dynamo as before.
+It leans on two internals of torch: ``torch._inductor.compile_fx.compile_fx`` (inductor's own
+backend; where it is missing, the kernels are compiled by plain ``torch.compile``) and the
+``grapharg`` source records dynamo attaches to graph inputs (where they are missing or read
+otherwise, every call goes through dynamo, as before).
 """
 
 from __future__ import annotations
@@ -121,8 +122,8 @@ class DirectCall:
         self._graphs: dict = {}  # key -> (compiled, readers, single output, sizes check)
         self._refused: set = set()
         self.direct_calls = 0
-        self._dynamo = torch.compile(fn, backend=self._compile, fullgraph=True,
-                                     options={"guard_filter_fn": guard_filter_fn} if guard_filter_fn else None)
+        dynamo_options = {"guard_filter_fn": guard_filter_fn} if guard_filter_fn else None
+        self._dynamo = torch.compile(fn, backend=self._compile, fullgraph=True, options=dynamo_options)
 
     def _compile(self, gm: torch.fx.GraphModule, example_inputs: list) -> Callable:
         """The backend: inductor's own, noting how each graph input is read from the call."""

@@ -241,7 +241,8 @@ def _make_kernels(lo: float, h: float, grid: int, k: int, shape: tuple[int, int]
         forward=forward,
         backward_weights=backward_weights,
         backward_all=backward_all,
-        options=dict(batch_inner=batch_inner, loops=loops, blocks=len(input_blocks), grad_out_batch_inner=loops),
+        options=dict(batch_inner=batch_inner, loops=loops, blocks=len(input_blocks),
+                     grad_out_batch_inner=loops),
     )
 
 
@@ -305,7 +306,8 @@ def _make_stack_kernels(lo: float, h: float, grid: int, k: int, widths: tuple[in
         forward=forward,
         backward_all=backward_all,
         backward_weights=backward_weights,
-        options=dict(layers=n, grad_out_batch_inner=layers[-1]["options"]["loops"], caller_saves_input=not inner[0]),
+        options=dict(layers=n, grad_out_batch_inner=layers[-1]["options"]["loops"],
+                     caller_saves_input=not inner[0]),
     )
 
 

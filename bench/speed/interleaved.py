@@ -4,9 +4,9 @@ pytest-benchmark (tests/benchmarks) times all rounds of one implementation, then
 next: on a shared machine a disturbance lasting a few seconds lands on one implementation and
 moves its ratios, and the slower drift of the machine's speed separates implementations timed
 a minute apart. Here each round times every implementation once, in an order shuffled from
-round to round (none is always first, or always after the same one), and the ratios are taken per round
-(paired) and summarised by their median, so a disturbed round moves one paired ratio and
-not the summary. Measured on this project's 2-core machine: one of three full pytest-benchmark
+round to round (none is always first, or always after the same one), and the ratios are taken
+per round (paired) and summarised by their median, so a disturbed round moves one paired ratio
+and not the summary. Measured on this project's 2-core machine: one of three full pytest-benchmark
 runs read native's [784, 64, 10] train step at G = 10, 20 and 50 at 1.59x, 1.58x and 1.53x the
 MLP, while the other two and an interleaved run of the same code read 1.31-1.43x.
 
