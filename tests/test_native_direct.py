@@ -126,3 +126,16 @@ def test_calls_under_autocast_go_through_dynamo(compiling):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = call(x, w)
     assert out.dtype == torch.bfloat16 and call.direct_calls == 1  # dynamo's graph with the casts
+
+
+def test_batch_sizes_that_vary_stay_correct(compiling):
+    """A third batch size runs dynamo's size-generic graph directly; a batch of one (which
+    dynamo compiles apart) never takes it."""
+    call = _call(lambda x, w: (x @ w).relu())
+    w = torch.rand(3, 2) - 0.5
+    for batch in (24, 30, 40, 40, 1, 1, 7):
+        x = torch.rand(batch, 3) - 0.5
+        torch.testing.assert_close(call(x, w), (x @ w).relu())
+    # 24 and 1 compiled to their sizes, 30 to a size-generic graph: 40 (twice), the second 1
+    # and 7 went direct
+    assert call.direct_calls == 4
