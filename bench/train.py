@@ -18,6 +18,7 @@ time is measured apart (``callback_time_s``) and never counted as training time.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -118,18 +119,27 @@ def _target_std(data: Dataset, x: torch.Tensor) -> torch.Tensor | None:
     return torch.tensor(data.target_std, dtype=x.dtype, device=x.device)
 
 
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module):
+    """``model`` in eval mode for the block, back in training mode after it, even on error."""
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train()
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: Dataset, x: torch.Tensor, y: torch.Tensor
              ) -> tuple[float, float]:
     """(loss, metric) on one split: accuracy, or RMSE in the target's original units."""
-    model.eval()
     std = _target_std(data, x)
     sums = torch.zeros(2, dtype=torch.float64, device=x.device)
     rows = eval_rows(math.prod(x.shape[1:]), x.device)
-    for i in range(0, len(x), rows):
-        xb, yb = x[i:i + rows], y[i:i + rows]
-        sums += _split_sums(data, model(xb), yb, std)
-    model.train()
+    with _eval_mode(model):
+        for i in range(0, len(x), rows):
+            xb, yb = x[i:i + rows], y[i:i + rows]
+            sums += _split_sums(data, model(xb), yb, std)
     return _scores(data, sums, y)
 
 
@@ -153,11 +163,8 @@ def evaluate_splits(model: torch.nn.Module, data: Dataset,
     :func:`joined_inputs`) evaluates them all in one forward."""
     if joined is None:
         return {name: evaluate(model, data, x, y) for name, (x, y) in splits.items()}
-    model.eval()
-    try:
+    with _eval_mode(model):
         out = model(joined)
-    finally:
-        model.train()
     std = _target_std(data, joined)
     parts = torch.split(out, [len(x) for x, _ in splits.values()])
     sums = torch.stack([_split_sums(data, part, y, std)

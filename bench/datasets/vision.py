@@ -344,13 +344,14 @@ def _cifar_root(candidates: list[Path], folder: str) -> tuple[Path | None, Path 
     """(root holding cifar-10-batches-py/ complete, or root holding the .tar.gz). Cache twins
     of the candidates are searched too: that is where a read-only folder's archive was
     extracted, or a download went."""
+    cifar = _cifar10()
     names = [f for f, _ in _cifar_files()]
     for root in [*candidates, *(paths.cache_twin(c, folder) for c in candidates)]:
-        batches = root / _cifar10().base_folder
+        batches = root / cifar.base_folder
         if all((batches / f).is_file() for f in names):
             return root, None
     for root in candidates:
-        if (root / _cifar10().filename).is_file():
+        if (root / cifar.filename).is_file():
             return None, root
     return None, None
 
@@ -358,29 +359,31 @@ def _cifar_root(candidates: list[Path], folder: str) -> tuple[Path | None, Path 
 def _extract_cifar(archive_root: Path, folder: str) -> Path:
     """Extract the archive next to it (or into the cache twin), via a temporary folder so an
     interrupted extraction never leaves batches that look complete."""
+    cifar = _cifar10()
     work = paths.writable_twin(archive_root, folder)
     work.mkdir(parents=True, exist_ok=True)
-    target = work / _cifar10().base_folder
+    target = work / cifar.base_folder
     tmp = Path(tempfile.mkdtemp(prefix=".kanbench-extract-", dir=work))
     try:
-        with tarfile.open(archive_root / _cifar10().filename, "r:gz") as tar:
+        with tarfile.open(archive_root / cifar.filename, "r:gz") as tar:
             tar.extractall(tmp, filter="data")
-        if not (tmp / _cifar10().base_folder).is_dir():
-            raise DatasetError(f"dataset 'cifar10': {archive_root / _cifar10().filename} has "
-                               f"no {_cifar10().base_folder}/ folder; is it the CIFAR-10 "
+        if not (tmp / cifar.base_folder).is_dir():
+            raise DatasetError(f"dataset 'cifar10': {archive_root / cifar.filename} has "
+                               f"no {cifar.base_folder}/ folder; is it the CIFAR-10 "
                                f"python archive?")
         if target.exists():
             shutil.rmtree(target)
-        os.replace(tmp / _cifar10().base_folder, target)
+        os.replace(tmp / cifar.base_folder, target)
     except (OSError, tarfile.TarError) as exc:
-        raise paths.damaged("cifar10", archive_root / _cifar10().filename,
-                            f"cannot be extracted: {_short(exc)}", _cifar10().url) from None
+        raise paths.damaged("cifar10", archive_root / cifar.filename,
+                            f"cannot be extracted: {_short(exc)}", cifar.url) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return work
 
 
 def _load_cifar(name: str, data_dir: Path | None, verify: bool) -> _Raw:
+    cifar = _cifar10()
     base = paths.resolve_data_dir(data_dir)
     folder = "cifar10"
     candidates = [base / folder, base]
@@ -391,7 +394,7 @@ def _load_cifar(name: str, data_dir: Path | None, verify: bool) -> _Raw:
     if root is None:
         root = _download_cifar(name, base / folder, folder)
         downloaded = True
-    batches = root / _cifar10().base_folder
+    batches = root / cifar.base_folder
     sources = [batches / f for f, _ in _cifar_files()]
     work = paths.writable_twin(root, folder)
     cache = work / CACHE_NAME
@@ -404,11 +407,11 @@ def _load_cifar(name: str, data_dir: Path | None, verify: bool) -> _Raw:
     def decode() -> dict[str, Any]:
         bad = mismatched()
         if bad and verify:
-            raise paths.checksum_error(name, bad, "md5", _cifar10().url)
+            raise paths.checksum_error(name, bad, "md5", cifar.url)
         status = "mismatch" if bad else "verified"
-        cls = _unverified_cifar10() if bad else _cifar10()
+        cls = _unverified_cifar10() if bad else cifar
         train, test = _read_official(cls, root, name, "CIFAR-10 batches", batches,
-                                     _cifar10().url)
+                                     cifar.url)
         as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
         return {
             "checksum": status,
@@ -421,15 +424,16 @@ def _load_cifar(name: str, data_dir: Path | None, verify: bool) -> _Raw:
     blob, written = _decoded(cache, fp, decode)
     bad = mismatched() if verify and blob["checksum"] == "mismatch" else []
     if bad:  # decoded earlier with verify_checksum: false
-        raise paths.checksum_error(name, bad, "md5", _cifar10().url)
+        raise paths.checksum_error(name, bad, "md5", cifar.url)
     return _raw(blob, written, files=batches, downloaded=downloaded)
 
 
 def _download_cifar(name: str, target: Path, label: str) -> Path:
-    folder = target / _cifar10().base_folder
-    how = (f"Download {_cifar10().url} elsewhere and put it in {target} (it is extracted "
+    cifar = _cifar10()
+    folder = target / cifar.base_folder
+    how = (f"Download {cifar.url} elsewhere and put it in {target} (it is extracted "
            f"on first use), or extract it so that {folder} holds the batches.")
-    return _download(name, _cifar10(), target, label, [f for f, _ in _cifar_files()], folder, how)
+    return _download(name, cifar, target, label, [f for f, _ in _cifar_files()], folder, how)
 
 
 # --------------------------------------------------------------------------------------------
